@@ -1,0 +1,34 @@
+"""Track head: follows query points of frame (t=0, n=0) through every frame of the grid."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from vggt_mv.heads.dpt import DPTHead
+from vggt_mv.heads.track_modules.tracker import BaseTrackerPredictor
+
+
+class TrackHead(nn.Module):
+    """DPT features at half resolution, then the iterative tracker."""
+
+    def __init__(self, dim_in: int, patch_size: int = 14, features: int = 128, iters: int = 4,
+                 predict_conf: bool = True, stride: int = 2, corr_levels: int = 7, corr_radius: int = 4,
+                 hidden_size: int = 384, dpt_out_channels: list[int] = (256, 512, 1024, 1024),
+                 dpt_intermediate_layer_idx: list[int] = (4, 11, 17, 23)):
+        super().__init__()
+        self.patch_size = patch_size
+        self.iters = iters
+        self.feature_extractor = DPTHead(dim_in=dim_in, patch_size=patch_size, features=features, feature_only=True,
+                                         down_ratio=2, pos_embed=False, out_channels=dpt_out_channels,
+                                         intermediate_layer_idx=dpt_intermediate_layer_idx)
+        self.tracker = BaseTrackerPredictor(latent_dim=features, predict_conf=predict_conf, stride=stride,
+                                            corr_levels=corr_levels, corr_radius=corr_radius,
+                                            hidden_size=hidden_size)
+
+    def forward(self, aggregated_tokens_list: list[torch.Tensor | None], images: torch.Tensor, patch_start_idx: int,
+                query_points: torch.Tensor, iters: int | None = None, frames_chunk_size: int | None = 8):
+        """-> (tracks per iteration [B, S, K, 2], visibility [B, S, K], confidence [B, S, K])."""
+        feature_maps = self.feature_extractor(aggregated_tokens_list, images, patch_start_idx,
+                                              frames_chunk_size=frames_chunk_size)
+        return self.tracker(query_points=query_points, fmaps=feature_maps, iters=iters or self.iters)

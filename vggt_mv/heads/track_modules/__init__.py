@@ -1,0 +1,1 @@
+"""Parts of the track head: correlation pyramid, update transformer, iterative tracker."""

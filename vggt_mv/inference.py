@@ -1,0 +1,46 @@
+"""Running VGGT_MV for a user: device choice, bf16 autocast on CUDA, numpy predictions over [T, N]."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from vggt_mv.geometry import pose_encoding_to_extri_intri
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA when present (the demo's GPU), else CPU; an explicit request wins."""
+    if requested and requested != "auto":
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def autocast_context(device: torch.device | str) -> Iterator[None]:
+    """bf16 autocast for the aggregator on CUDA (the model keeps its heads in fp32); fp32 elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, mode: str | None = None,
+            query_points: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """images [T, N, 3, H, W] in [0, 1] -> numpy predictions [T, N, ...] plus extrinsic/intrinsic per frame."""
+    device = next(model.parameters()).device
+    batch = images.unsqueeze(0).to(device, non_blocking=True)
+    queries = None if query_points is None else query_points.to(device).reshape(1, -1, 2)
+    with torch.inference_mode(), autocast_context(device):
+        outputs = model(batch, query_points=queries, mode=mode)
+    height, width = images.shape[-2:]
+    if "pose_enc" in outputs:
+        extrinsic, intrinsic = pose_encoding_to_extri_intri(outputs["pose_enc"], (height, width))
+        outputs["extrinsic"], outputs["intrinsic"] = extrinsic, intrinsic
+    result = {name: tensor[0].float().cpu().numpy() for name, tensor in outputs.items()}
+    result["images"] = images.float().cpu().numpy()
+    return result

@@ -1,0 +1,1 @@
+"""What the Gradio app serves: start-up settings, the shared model, sessions; no UI code here."""

@@ -1,0 +1,79 @@
+"""The one model a server process shares: loaded once at start-up, with a banner saying how it was loaded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from vggt_mv.config import VGGTMVConfig
+from vggt_mv.inference import pick_device
+from vggt_mv.serving.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_PRESET = "tiny"
+
+
+@dataclass
+class ServedModel:
+    """The shared model, its load report, and what visitors must be told about it."""
+
+    model: torch.nn.Module
+    preset: str
+    device: torch.device
+    report: object | None
+    banner: str | None
+    random_share: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def config(self) -> VGGTMVConfig:
+        """The served model's configuration."""
+        return self.model.config
+
+
+def random_parameter_share(report) -> float:
+    """Share of parameters that kept their random init, from a load report (1.0 without one)."""
+    if report is None:
+        return 1.0
+    summary = report.summary()
+    parameters = summary["parameters"]
+    total = sum(parameters[status] for status in ("checkpoint_loaded", "pi3_loaded", "derived", "random"))
+    return parameters["random"] / total if total else 1.0
+
+
+def random_model(preset: str, device: torch.device) -> torch.nn.Module:
+    """A randomly initialised model of the preset, for offline demos and tests."""
+    from vggt_mv.model import VGGT_MV
+
+    torch.manual_seed(0)
+    return VGGT_MV(VGGTMVConfig.from_preset(preset)).eval().to(device)
+
+
+def load_served_model(settings: ServeSettings) -> ServedModel:
+    """Load the configured weights; when they cannot be had, serve the tiny preset and say why."""
+    from vggt_mv.weights import build_and_load
+
+    device = pick_device(settings.device)
+    if settings.checkpoint is None and settings.pi3 is None:
+        model = random_model(settings.preset, device)
+        return ServedModel(model, settings.preset, device, None,
+                           f"No weights were requested: the {settings.preset} preset runs with random weights.", 1.0)
+    try:
+        model, report = build_and_load(VGGTMVConfig.from_preset(settings.preset), checkpoint=settings.checkpoint,
+                                       pi3=settings.pi3, pi3_rules=settings.pi3_rules, device=str(device))
+    except Exception as error:  # noqa: BLE001 - any failure to get weights means the offline fallback
+        logger.warning("weights unavailable, serving the %s preset with random weights: %s", FALLBACK_PRESET, error)
+        model = random_model(FALLBACK_PRESET, device)
+        banner = (f"Weights could not be loaded ({error}). Serving the '{FALLBACK_PRESET}' preset with RANDOM "
+                  "weights: reconstructions are meaningless, but every part of the app works.")
+        return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0)
+    model.eval()
+    share = random_parameter_share(report)
+    banner = None
+    if share > settings.mostly_random_share:
+        banner = f"{share:.0%} of the served model's parameters are random: see the Weights tab."
+    return ServedModel(model, settings.preset, device, report, banner, share)
