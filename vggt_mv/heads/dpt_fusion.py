@@ -23,7 +23,7 @@ def interpolate(x: torch.Tensor, size: tuple[int, int] | None = None, scale_fact
 
 
 class ResidualConvUnit(nn.Module):
-    """x + conv(relu(conv(relu(x))))."""
+    """relu(x) + conv(relu(conv(relu(x)))): VGGT's in-place ReLU also rectifies the skip path."""
 
     def __init__(self, features: int):
         super().__init__()
@@ -31,8 +31,9 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, kernel_size=3, stride=1, padding=1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The ReLUs are not in place: x is still needed for the skip."""
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        """Skip from the rectified input, matching the released weights' behaviour."""
+        rectified = F.relu(x)
+        return rectified + self.conv2(F.relu(self.conv1(rectified)))
 
 
 class FeatureFusionBlock(nn.Module):
