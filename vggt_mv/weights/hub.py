@@ -1,0 +1,50 @@
+"""Hub sources through huggingface_hub's cache, honouring offline mode and failing fast."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from vggt_mv.weights.errors import WeightsSourceError
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+CANDIDATE_FILES = ("model.safetensors", "model.safetensors.index.json", "model.pt", "pytorch_model.bin")
+DEFAULT_TIMEOUT_SECONDS = "10"
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """`owner/name`, as on the Hub."""
+    return bool(REPO_ID.match(text)) and not text.startswith((".", "/"))
+
+
+def download_from_hub(repo_id: str) -> Path:
+    """The first weights file the repo has, from the cache or downloaded into it; one clear error otherwise."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", DEFAULT_TIMEOUT_SECONDS)
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT_SECONDS)
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    failures = []
+    for filename in CANDIDATE_FILES:
+        try:
+            path = Path(hf_hub_download(repo_id, filename))
+        except EntryNotFoundError:
+            failures.append(f"{filename}: not in the repo")
+            continue
+        except RepositoryNotFoundError:
+            raise WeightsSourceError(f"Hub repo {repo_id!r} does not exist or is private") from None
+        except LocalEntryNotFoundError:
+            failures.append(f"{filename}: not in the local cache and the Hub cannot be reached")
+            continue
+        except Exception as error:  # noqa: BLE001 - network stacks raise many types; all mean "cannot get it"
+            failures.append(f"{filename}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            continue
+        if filename.endswith(".index.json"):
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id, allow_patterns=["*.safetensors", "*.json"])
+        return path
+    mode = "offline mode (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "online"
+    raise WeightsSourceError(f"could not get weights for Hub repo {repo_id!r} ({mode}, cache {constants.HF_HUB_CACHE}); "
+                             f"tried {'; '.join(failures)}")

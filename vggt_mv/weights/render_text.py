@@ -1,0 +1,98 @@
+"""The report as terminal text: totals, a collapsed module tree, mismatches, unexpected keys, anomalies."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from vggt_mv.weights.report import LoadReport
+from vggt_mv.weights.tree import STATUSES, group_children, loaded_share
+
+BAR_WIDTH = 20
+UNEXPECTED_PREFIX_DEPTH = 2
+
+
+def coverage_bar(share: float) -> str:
+    """[#######.............] for a loaded share."""
+    filled = round(share * BAR_WIDTH)
+    return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "]"
+
+
+def human_count(count: int) -> str:
+    """1256537516 -> '1.26B'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return str(count)
+
+
+def status_mix(node: dict) -> str:
+    """'checkpoint 12 (4.20M) | random 2 (10)' for one tree node."""
+    parts = []
+    for status in STATUSES:
+        tensors = node["tensors"].get(status, 0)
+        if tensors:
+            parts.append(f"{status} {tensors} ({human_count(node['parameters'][status])})")
+    return " | ".join(parts)
+
+
+def merged_node(tree: dict, members: list[str]) -> dict:
+    """Sum of several sibling nodes (a collapsed index range)."""
+    merged = {"tensors": Counter(), "parameters": Counter()}
+    for member in members:
+        merged["tensors"].update(tree[member]["tensors"])
+        merged["parameters"].update(tree[member]["parameters"])
+    return merged
+
+
+def render_tree(tree: dict, path: str = "", depth: int = 0, max_depth: int = 3) -> list[str]:
+    """Module lines down to max_depth, identical sibling blocks collapsed into one line."""
+    lines = []
+    for label, members in group_children(tree, path):
+        node = merged_node(tree, members)
+        lines.append(f"{'  ' * depth}{label:<{48 - 2 * depth}} {coverage_bar(loaded_share(node))} {status_mix(node)}")
+        if depth + 1 < max_depth:
+            lines.extend(render_tree(tree, members[0], depth + 1, max_depth)
+                         if len(members) == 1 else [])
+    return lines
+
+
+def unexpected_by_prefix(keys: list[str]) -> list[str]:
+    """Unused keys grouped by their first two name parts, counted."""
+    counts = Counter(".".join(key.split(".")[:UNEXPECTED_PREFIX_DEPTH]) for key in keys)
+    return [f"{prefix}.* ({count})" if count > 1 else prefix for prefix, count in sorted(counts.items())]
+
+
+def render_report(report: LoadReport, max_depth: int = 3) -> str:
+    """Everything a person needs to judge a load, in one screen or two."""
+    summary = report.summary()
+    parameters = summary["parameters"]
+    lines = [f"{'DRY RUN (headers only)' if report.dry_run else 'LOADED'}: "
+             f"{summary['total']} tensors, {human_count(parameters['total'])} parameters"]
+    for role, source in report.sources.items():
+        lines.append(f"  {role}: {source['location']} ({source['format']}, {source['num_tensors']} tensors)")
+        lines.extend(f"    note: {note}" for note in source["notes"])
+    lines.append("")
+    for name in ("checkpoint_loaded", "pi3_loaded", "derived", "random", "overridden", "mismatched"):
+        lines.append(f"  {name:<18} {summary[name]:>6} tensors  {human_count(parameters[name]):>8} parameters")
+    for role, count in summary["unexpected"].items():
+        lines.append(f"  unexpected ({role}) {count:>6} tensors")
+    lines.append(f"  loaded: {parameters['loaded_fraction']:.2%} of parameters")
+    lines += ["", "Module tree (#: loaded share of parameters):"]
+    lines += render_tree(report.tree(), max_depth=max_depth)
+    if report.mismatched:
+        lines += ["", "Shape mismatches (not loaded; the model keeps what it had):"]
+        lines += [f"  {m['key']} <- {m['source']}:{m['source_key']}: model {m['model_shape']} vs source "
+                  f"{m['source_shape']}" for m in report.mismatched]
+    for role, keys in report.unexpected.items():
+        if keys:
+            lines += ["", f"Unexpected keys of {role} (used by no rule), by prefix:"]
+            lines += [f"  {group}" for group in unexpected_by_prefix(keys)]
+    lines += ["", "Rules (tensors matched):"]
+    for rule in report.rules:
+        mapped = "; ".join(rule["mappings"]) or rule["description"]
+        lines.append(f"  {rule['name']:<22} {rule['matched']:>5}  {mapped}")
+    if report.anomalies:
+        lines += ["", "ANOMALIES:"]
+        for anomaly in report.anomalies:
+            lines += [f"  ! {anomaly.message}", f"    fix: {anomaly.suggestion}"]
+    return "\n".join(lines)
