@@ -1,0 +1,46 @@
+"""Small test videos written with PyAV: any size, rate, rotation, timing, and the broken files users upload."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def frame_image(index: int, width: int, height: int) -> np.ndarray:
+    """A frame whose left half encodes its index as brightness (readable after lossy coding)."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[:, : width // 2] = (index * 20) % 250
+    image[:, width // 2:, 1] = 200
+    image[: height // 4, : width // 4, 0] = 255  # a top-left marker that shows rotation
+    return image
+
+
+def write_video(path: Path, frames: int = 10, fps: int = 10, width: int = 64, height: int = 48,
+                rotation: int | None = None, times: list[float] | None = None, codec: str = "libx264") -> Path:
+    """Encode frames 0..n-1; `times` gives explicit presentation times (variable frame rate)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(index, width, height), format="rgb24")
+            seconds = times[index] if times is not None else index / fps
+            frame.pts = int(round(seconds * 1000))
+            frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frame_index_seen(image: np.ndarray) -> int:
+    """Which frame an RGB image [H, W, 3] came from (inverse of frame_image)."""
+    height, width = image.shape[:2]
+    value = float(image[height // 2:, : width // 2].mean())
+    return int(round(value / 20))
