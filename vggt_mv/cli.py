@@ -61,11 +61,62 @@ def run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_reconstruct_parser(subparsers) -> None:
+    """Flags of `reconstruct`."""
+    from vggt_mv.serving.settings import DEFAULT_CHECKPOINT
+
+    parser = subparsers.add_parser("reconstruct", help="videos (one per camera) -> GLB, PLY, NPZ, cameras.json, "
+                                                       "scene.html")
+    parser.add_argument("videos", nargs="+", type=Path, help="one synchronized video per camera (1..8)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--frames", type=int, default=8, help="time steps sampled per camera")
+    parser.add_argument("--window", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
+                        help="part of the common time range to use, as fractions")
+    parser.add_argument("--offsets", type=float, nargs="+", default=None, help="per-camera clock offsets (s)")
+    parser.add_argument("--mode", default="auto", choices=["auto", "multi", "global", "single"])
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="weights ('none' for random weights)")
+    parser.add_argument("--pi3", default=None)
+    parser.add_argument("--preset", default="vggt-1b", choices=["vggt-1b", "tiny"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-total-frames", type=int, default=64)
+    parser.set_defaults(handler=run_reconstruct)
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    """Run the pipeline headless and write every download plus scene.html."""
+    from vggt_mv.io.video import VideoError
+    from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings, reconstruct, write_outputs
+    from vggt_mv.serving.model_store import load_served_model
+    from vggt_mv.serving.settings import ServeSettings
+
+    checkpoint = None if args.checkpoint in ("none", "") else args.checkpoint
+    served = load_served_model(ServeSettings(checkpoint=checkpoint, pi3=args.pi3, preset=args.preset,
+                                             device=args.device))
+    if served.banner:
+        print(f"note: {served.banner}", file=sys.stderr)
+    settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.window),
+                                      offsets=tuple(args.offsets or ()), mode=args.mode,
+                                      max_total_frames=args.max_total_frames)
+    try:
+        result = reconstruct(served, args.videos, settings,
+                             progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
+        outputs = write_outputs(result, args.out, with_html=True)
+    except (VideoError, ReconstructionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for name, value in outputs.items():
+        print(f"{name}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands."""
     parser = argparse.ArgumentParser(prog="python -m vggt_mv", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_inspect_parser(subparsers)
+    add_reconstruct_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""VGGT-MV demo: Gradio UI wiring only; every computation lives in the vggt_mv package."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import gradio as gr
+
+from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving.gpu import on_gpu
+from vggt_mv.serving.model_store import load_served_model
+from vggt_mv.serving.settings import ServeSettings, parse_settings
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def build_demo(settings: ServeSettings) -> gr.Blocks:
+    """The two tabs around one shared model."""
+    served = load_served_model(settings)
+
+    @on_gpu(served)
+    def reconstruct(videos: list[str] | None = None, example: str | None = None, frames_per_camera: int = 8,
+                    window_start: float = 0.0, window_end: float = 1.0, offsets: str = "", mode: str = "auto",
+                    color_by: str = "rgb", conf_percentile: float = 25.0, point_budget: int = 200_000,
+                    request: gr.Request = None, progress=gr.Progress()):
+        """Reconstruct the uploaded videos (one per camera) or a bundled example."""
+        display = reconstruct_tab.DisplayChoices(color_by=color_by, conf_percentile=conf_percentile,
+                                                 point_budget=point_budget)
+        try:
+            return reconstruct_tab.run(served, videos, example, frames_per_camera, window_start, window_end, offsets,
+                                       mode, display, getattr(request, "session_hash", None),
+                                       settings.max_total_frames,
+                                       progress=lambda fraction, message: progress(fraction, desc=message))
+        except reconstruct_tab.UserFacingError as error:
+            raise gr.Error(str(error)) from None
+
+    def redraw(key, color_by, conf_percentile, conf_threshold, point_budget, time_step, show_ground_truth):
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, time_step,
+                                                 show_ground_truth)
+        try:
+            return reconstruct_tab.redraw(key, display)
+        except reconstruct_tab.UserFacingError as error:
+            raise gr.Error(str(error)) from None
+
+    with gr.Blocks(title="VGGT-MV") as demo:
+        gr.Markdown("# VGGT-MV: multi-view video reconstruction\nUpload one synchronized video per camera; "
+                    "VGGT_MV predicts cameras, depth and points for every time step and camera.")
+        gr.Markdown(f"⚠️ **{served.banner}**" if served.banner else "", elem_id="model-banner",
+                    visible=bool(served.banner))
+        with gr.Tab("Reconstruct"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    videos = gr.File(label="Videos (one per camera, 1 to 8)", file_count="multiple",
+                                     file_types=["video"])
+                    example = gr.Dropdown(label="…or an example", choices=reconstruct_tab.example_names(),
+                                          value=None)
+                    frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)")
+                    with gr.Row():
+                        window_start = gr.Slider(0, 0.95, value=0, step=0.05, label="Window start")
+                        window_end = gr.Slider(0.05, 1, value=1, step=0.05, label="Window end")
+                    offsets = gr.Textbox(value="", label="Per-camera offsets in seconds (optional)", placeholder="0, 0.1, 0")
+                    mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode")
+                    plan = gr.Markdown()
+                    run_button = gr.Button("Reconstruct", variant="primary")
+                with gr.Column(scale=2):
+                    scene = gr.Plot(label="Scene")
+                    with gr.Row():
+                        color_by = gr.Radio(["rgb", "camera", "time", "confidence"], value="rgb", label="Colour by")
+                        time_step = gr.Slider(-1, 31, value=-1, step=1, label="Time step (-1 = all)")
+                    with gr.Row():
+                        conf_percentile = gr.Slider(0, 95, value=25, step=5, label="Drop lowest confidence (%)")
+                        conf_threshold = gr.Number(value=0, label="Min confidence")
+                        point_budget = gr.Slider(10_000, 400_000, value=200_000, step=10_000, label="Point budget")
+                        show_ground_truth = gr.Checkbox(value=True, label="Ground-truth cameras")
+                    strip = gr.Image(label="Per camera: input | depth | confidence", type="numpy")
+                    status = gr.Markdown()
+                    downloads = gr.File(label="Downloads (GLB, NPZ, cameras.json, PLY per time step)",
+                                        file_count="multiple")
+            key = gr.State(None)
+            plan_inputs = [videos, example, frames]
+            for component in plan_inputs:
+                component.change(lambda v, e, f: reconstruct_tab.describe_plan(served, v, e, f,
+                                                                               settings.max_total_frames),
+                                 plan_inputs, plan, api_visibility="private")
+            run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
+                                           color_by, conf_percentile, point_budget],
+                             [scene, strip, downloads, status, key], api_name="reconstruct")
+            display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, time_step,
+                              show_ground_truth]
+            for control in (conf_percentile, point_budget, time_step):
+                control.release(redraw, display_inputs, [scene, strip], api_visibility="private")
+            for control in (color_by, conf_threshold, show_ground_truth):
+                control.change(redraw, display_inputs, [scene, strip], api_visibility="private")
+
+        def forget_session(request: gr.Request):
+            reconstruct_tab.remove_session_folder(request.session_hash)
+
+        demo.unload(forget_session)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python app.py [--checkpoint SRC] [--pi3 SRC] [--preset ...] [--device ...] [--port ...]"""
+    settings = parse_settings(argv)
+    demo = build_demo(settings)
+    demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(reconstruct_tab.SESSIONS_ROOT)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
