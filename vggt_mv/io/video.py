@@ -80,7 +80,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             raise VideoError(f"{path.name}: contains no video frames")
         rotation = _first_frame_rotation(path)
         times.sort()
-        reported_fps = float(stream.average_rate or 0)
+        reported_fps = reported_frame_rate(stream)
         if len(times) > 1:
             step = (times[-1] - times[0]) / (len(times) - 1)
             fps = reported_fps if reported_fps > 0 else (1.0 / step if step > 0 else 0.0)
@@ -89,6 +89,11 @@ def probe_video(path: str | Path) -> VideoInfo:
         frame_time = last_duration or (1.0 / fps if fps > 0 else 0.0)
         return VideoInfo(path, times[0], times[-1] + frame_time, len(times), fps,
                          stream.codec_context.width, stream.codec_context.height, rotation)
+
+
+def reported_frame_rate(stream) -> float:
+    """The container's average frame rate; 0 when it reports none (then the packet times decide)."""
+    return float(stream.average_rate or 0)
 
 
 def _first_frame_rotation(path: Path) -> int:

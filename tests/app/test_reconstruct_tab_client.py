@@ -1,0 +1,55 @@
+"""The real app, launched offline and driven through gradio_client like any API user would."""
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from gradio_client import Client, handle_file
+
+from tests.support.app_server import running_app
+from vggt_mv.io.examples import list_examples
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app():
+    with running_app() as (url, seconds):
+        yield Client(url, verbose=False), seconds
+
+
+def test_offline_app_serves_within_30_seconds(app):
+    _, seconds = app
+    assert seconds < 30
+
+
+def test_reconstruct_three_example_videos_end_to_end(app):
+    client, _ = app
+    videos = [handle_file(str(p)) for p in list_examples()[0].video_paths]
+    figure, strip, downloads, status = client.predict(videos=videos, frames_per_camera=3, api_name="/reconstruct")
+    plot = json.loads(figure["plot"])
+    names = [trace.get("name", "") for trace in plot["data"]]
+    assert names[0].startswith("points (")
+    for camera in range(3):
+        assert f"camera {camera}" in names and f"camera {camera} trajectory" in names
+    assert "3 time steps x 3 cameras" in status
+    by_name = {path.rsplit("/", 1)[-1]: path for path in downloads}
+    scene = trimesh.load(by_name["scene.glb"])
+    assert sum(type(g).__name__ == "PointCloud" for g in scene.geometry.values()) == 1
+    assert len(trimesh.load(by_name["points_t000.ply"]).vertices) > 1000
+    archive = np.load(by_name["predictions.npz"])
+    assert archive["world_points"].shape == (3, 3, 294, 518, 3)
+    assert archive["depth"].shape == (3, 3, 294, 518, 1) and archive["extrinsic"].shape == (3, 3, 3, 4)
+    assert len(json.loads(open(by_name["cameras.json"]).read())["frames"]) == 9
+
+
+def test_bad_input_gives_one_message_and_the_server_keeps_serving(app, tmp_path):
+    client, _ = app
+    fake = tmp_path / "broken.mp4"
+    fake.write_bytes(b"not really a video")
+    with pytest.raises(Exception) as raised:
+        client.predict(videos=[handle_file(str(fake))], api_name="/reconstruct")
+    assert "not a readable video" in str(raised.value)
+    _, _, _, status = client.predict(example=list_examples()[0].name, frames_per_camera=1, api_name="/reconstruct")
+    assert "1 time steps x 3 cameras" in status

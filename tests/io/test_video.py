@@ -1,0 +1,87 @@
+"""Video in: every edge case gives a result or one clear message."""
+
+import numpy as np
+import pytest
+
+from tests.support.videos import frame_index_seen, write_video
+from vggt_mv.io import video as video_module
+from vggt_mv.io.video import VideoError, decode_frames, load_multiview, plan_common_clock, probe_video, target_size
+
+
+def test_cameras_with_different_fps_durations_and_sizes_share_one_clock(tmp_path):
+    fast = write_video(tmp_path / "fast.mp4", frames=30, fps=15, width=96, height=54)      # 2.0 s
+    slow = write_video(tmp_path / "slow.mp4", frames=12, fps=8, width=64, height=48)       # 1.5 s
+    clip = load_multiview([fast, slow], num_steps=3)
+    assert clip.images.shape == (3, 2, 3, 294, 518)
+    assert clip.images.dtype == np.float32 and 0 <= clip.images.min() and clip.images.max() <= 1
+    assert max(clip.times) < 1.5, "time steps must stay inside the range both videos cover"
+    assert any("resized" in note for note in clip.notes)
+    seen = [frame_index_seen((clip.images[t, 1].transpose(1, 2, 0) * 255).astype(np.uint8)) for t in range(3)]
+    assert seen == [int(t * 8) for t in clip.times]
+
+
+def test_single_video_one_camera(tmp_path):
+    clip = load_multiview([write_video(tmp_path / "a.mp4")], num_steps=4)
+    assert clip.grid == (4, 1)
+
+
+def test_portrait_video_keeps_its_aspect_without_cropping(tmp_path):
+    clip = load_multiview([write_video(tmp_path / "p.mp4", width=48, height=96)], num_steps=1)
+    height, width = clip.images.shape[-2:]
+    assert width == 518 and height == 1036 and height % 14 == 0
+
+
+def test_rotation_metadata_is_honoured(tmp_path):
+    path = write_video(tmp_path / "r.mp4", frames=3, width=64, height=48, rotation=90)
+    info = probe_video(path)
+    assert info.rotation == 90 and info.display_size == (48, 64)
+    frames = decode_frames(path, [0.0], target_size(*info.display_size))
+    assert frames.shape == (1, 686, 518, 3)
+    marker = frames[0, -100:, :100, 0].mean() > 200  # the top-left marker turned 90 degrees counter-clockwise
+    assert marker
+
+
+def test_variable_frame_rate_picks_the_frame_shown_at_each_time(tmp_path):
+    path = write_video(tmp_path / "vfr.mp4", frames=5, times=[0.0, 0.1, 0.5, 0.55, 1.2])
+    frames = decode_frames(path, [0.05, 0.3, 0.52, 0.9, 1.25], (64, 48))
+    assert [frame_index_seen(f) for f in frames] == [0, 1, 2, 3, 4]
+
+
+def test_a_video_reporting_fps_zero_gets_its_rate_from_packet_times(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "nofps.mp4", frames=10, fps=10)
+    monkeypatch.setattr(video_module, "reported_frame_rate", lambda stream: 0.0)
+    info = probe_video(path)
+    assert info.fps == pytest.approx(10.0, rel=0.01) and info.end == pytest.approx(1.0, abs=0.05)
+    assert load_multiview([path], num_steps=2).grid == (2, 1)
+
+
+def test_one_frame_video(tmp_path):
+    clip = load_multiview([write_video(tmp_path / "one.mp4", frames=1)], num_steps=3)
+    assert clip.grid == (3, 1)
+
+
+def test_not_a_video_and_truncated_and_missing_files_give_one_message(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    good = write_video(tmp_path / "good.mp4", frames=20).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good[:300])
+    for path, phrase in ((text, "not a readable video"), (truncated, truncated.name),
+                         (tmp_path / "missing.mp4", "not found")):
+        with pytest.raises(VideoError) as raised:
+            load_multiview([path], num_steps=2)
+        assert phrase in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_more_frames_than_the_cap_is_refused_before_decoding(tmp_path):
+    path = write_video(tmp_path / "a.mp4")
+    with pytest.raises(VideoError, match="over the limit of 8"):
+        load_multiview([path, path, path], num_steps=4, max_total_frames=8)
+
+
+def test_offsets_shift_a_camera_and_an_empty_overlap_is_explained(tmp_path):
+    a = write_video(tmp_path / "a.mp4", frames=10, fps=10)
+    infos = [probe_video(a), probe_video(a)]
+    assert plan_common_clock(infos, 2, offsets=[0.0, 0.5]) == pytest.approx([0.125, 0.375])
+    with pytest.raises(VideoError, match="no common time range"):
+        plan_common_clock(infos, 2, offsets=[0.0, 2.0])

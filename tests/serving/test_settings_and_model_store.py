@@ -1,0 +1,38 @@
+"""Start-up: flags and their environment twins, and the offline fallback with its banner."""
+
+import torch
+
+from tests.support.checkpoints import tiny_state, write_safetensors
+from vggt_mv.serving.model_store import load_served_model
+from vggt_mv.serving.settings import ServeSettings, parse_settings
+
+
+def test_flags_override_environment_which_overrides_defaults(monkeypatch):
+    assert parse_settings([]).checkpoint == "facebook/VGGT-1B"
+    monkeypatch.setenv("VGGT_MV_PRESET", "tiny")
+    monkeypatch.setenv("VGGT_MV_PORT", "9000")
+    settings = parse_settings(["--port", "9100", "--checkpoint", "none"])
+    assert settings.preset == "tiny" and settings.port == 9100 and settings.checkpoint is None
+
+
+def test_unreachable_weights_fall_back_to_tiny_random_with_a_banner(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    served = load_served_model(ServeSettings())
+    assert served.preset == "tiny" and served.random_share == 1.0
+    assert "RANDOM" in served.banner and "facebook/VGGT-1B" in served.banner
+
+
+def test_a_mostly_random_model_gets_a_banner_and_a_loaded_one_does_not(tmp_path):
+    state = tiny_state()
+    full = write_safetensors(tmp_path / "full.safetensors", state)
+    partial = write_safetensors(tmp_path / "partial.safetensors",
+                                {k: v for k, v in state.items() if k.startswith("aggregator.frame_blocks.0.")})
+    loaded = load_served_model(ServeSettings(checkpoint=str(full), preset="tiny"))
+    assert loaded.banner is None and loaded.random_share == 0.0
+    assert isinstance(loaded.model.aggregator.camera_token, torch.nn.Parameter)
+    mostly_random = load_served_model(ServeSettings(checkpoint=str(partial), preset="tiny"))
+    assert mostly_random.random_share > 0.9 and "Weights tab" in mostly_random.banner

@@ -1,0 +1,76 @@
+"""The Plotly scene: traces people look for, budgets met the right way, controls that change what is shown."""
+
+import numpy as np
+import pytest
+
+from tests.support.predictions import fake_predictions
+from vggt_mv.viz.points import select_points, weighted_sample_without_replacement
+from vggt_mv.viz.scene import SceneOptions, build_scene
+
+
+def test_scene_has_points_and_a_frustum_and_trajectory_per_camera_with_legend():
+    figure = build_scene(fake_predictions(steps=3, cameras=3), SceneOptions(point_budget=1000))
+    names = [trace.name for trace in figure.data]
+    assert names[0].startswith("points (1,000 of")
+    for camera in range(3):
+        assert f"camera {camera}" in names and f"camera {camera} trajectory" in names
+    trajectory = next(t for t in figure.data if t.name == "camera 1 trajectory")
+    assert len(trajectory.x) == 3
+    assert figure.layout.scene.aspectmode == "data"
+    colors = {t.line.color for t in figure.data if t.name.startswith("camera") and "trajectory" not in t.name}
+    assert len(colors) == 3
+
+
+def test_budget_is_met_by_confidence_weighted_sampling_not_a_stride():
+    predictions = fake_predictions(steps=2, cameras=2)
+    selection = select_points(predictions, [0, 1], point_budget=500, seed=1)
+    assert len(selection.xyz) == 500
+    all_confidence = predictions["world_points_conf"].reshape(-1)
+    assert selection.confidence.mean() > all_confidence.mean() + 0.2
+    other = select_points(predictions, [0, 1], point_budget=500, seed=2)
+    assert not np.array_equal(np.sort(selection.confidence), np.sort(other.confidence))
+
+
+def test_weighted_sampling_draws_without_replacement_in_proportion():
+    rng = np.random.default_rng(0)
+    weights = np.array([1.0] * 900 + [9.0] * 100)
+    chosen = np.concatenate([weighted_sample_without_replacement(weights, 50, rng) for _ in range(200)])
+    assert len(np.unique(weighted_sample_without_replacement(weights, 500, rng))) == 500
+    heavy_share = (chosen >= 900).mean()
+    assert 0.4 < heavy_share < 0.6  # 100 items of weight 9 vs 900 of weight 1: half the mass
+
+
+def test_confidence_percentile_and_threshold_filter_points():
+    predictions = fake_predictions()
+    kept_all = select_points(predictions, [0], point_budget=10 ** 6).total_before_budget
+    kept_half = select_points(predictions, [0], conf_percentile=50, point_budget=10 ** 6)
+    assert kept_half.total_before_budget <= kept_all * 0.55
+    assert kept_half.confidence.min() >= np.percentile(predictions["world_points_conf"][0], 50)
+    thresholded = select_points(predictions, [0], conf_threshold=4.0, point_budget=10 ** 6)
+    assert thresholded.confidence.min() >= 4.0
+
+
+@pytest.mark.parametrize("mode", ["rgb", "camera", "time", "confidence"])
+def test_every_colour_mode_gives_numeric_colours(mode):
+    figure = build_scene(fake_predictions(), SceneOptions(color_by=mode, point_budget=300))
+    colors = np.asarray(figure.data[0].marker.color)
+    assert colors.shape == (300,) and np.issubdtype(colors.dtype, np.number)
+
+
+def test_time_slider_shows_one_time_step():
+    predictions = fake_predictions(steps=3, cameras=2)
+    one = build_scene(predictions, SceneOptions(time_step=1, point_budget=10 ** 6))
+    everything = build_scene(predictions, SceneOptions(point_budget=10 ** 6))
+    assert len(one.data[0].x) * 3 == pytest.approx(len(everything.data[0].x), rel=0.05)
+    with pytest.raises(ValueError, match="time step 5"):
+        build_scene(predictions, SceneOptions(time_step=5))
+
+
+def test_ground_truth_cameras_are_drawn_when_present():
+    predictions = fake_predictions()
+    predictions["gt_extrinsic"] = predictions["extrinsic"].copy()
+    predictions["gt_intrinsic"] = predictions["intrinsic"].copy()
+    names = [t.name for t in build_scene(predictions, SceneOptions(point_budget=100)).data]
+    assert "ground truth 0" in names
+    assert "ground truth 0" not in [t.name for t in build_scene(
+        predictions, SceneOptions(point_budget=100, show_ground_truth=False)).data]
