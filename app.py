@@ -7,7 +7,7 @@ import sys
 
 import gradio as gr
 
-from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving import reconstruct_tab, weights_tab
 from vggt_mv.serving.gpu import on_gpu
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
@@ -92,6 +92,8 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                 control.release(redraw, display_inputs, [scene, strip], api_visibility="private")
             for control in (color_by, conf_threshold, show_ground_truth):
                 control.change(redraw, display_inputs, [scene, strip], api_visibility="private")
+        with gr.Tab("Weights", id="weights"):
+            build_weights_tab(demo, served, settings)
 
         def forget_session(request: gr.Request):
             reconstruct_tab.remove_session_folder(request.session_hash)
@@ -99,6 +101,69 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         demo.unload(forget_session)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return demo
+
+
+def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings) -> None:
+    """Where every parameter came from: totals, treemap, tree, tables, JSON; dry runs and (optionally) loads."""
+    choices = weights_tab.allowed_files(settings.weights_dir)
+    with gr.Row():
+        with gr.Column(scale=1):
+            gr.Markdown("Sources: a Hub repo id (`facebook/VGGT-1B`, `yyfz233/Pi3`)"
+                        + (f", a file under the server's weights folder ({len(choices)} files)" if choices else "")
+                        + ", or an upload.")
+            checkpoint_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True,
+                                          label="VGGT checkpoint (repo id or file)")
+            checkpoint_upload = gr.File(label="…or upload a checkpoint", file_types=[".safetensors", ".pt", ".pth",
+                                                                                      ".bin"])
+            pi3_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True, label="Pi3 (repo id or file)")
+            pi3_upload = gr.File(label="…or upload Pi3 weights", file_types=[".safetensors", ".pt", ".pth", ".bin"])
+            pi3_rules = gr.Radio(["decoder", "decoder+encoder"], value="decoder", label="Pi3 rule set")
+            preset = gr.Dropdown(["vggt-1b", "tiny"], value=served.preset, label="Model layout")
+            with gr.Row():
+                dry_run_button = gr.Button("Dry run (headers only)", variant="primary")
+                load_button = gr.Button("Load into the app's model", interactive=settings.allow_weight_loading)
+            json_file = gr.File(label="JSON report")
+        with gr.Column(scale=3):
+            totals = gr.Markdown()
+            treemap = gr.Plot(label="Provenance treemap")
+    tree_html = gr.HTML(label="Module tree")
+    with gr.Row():
+        mismatched = gr.Dataframe(headers=["model key", "source", "source key", "model shape", "source shape"],
+                                  label="Mismatched (not loaded)", wrap=True)
+        overridden = gr.Dataframe(headers=["model key", "now from", "source key", "overrode"], label="Overridden")
+    with gr.Row():
+        unexpected = gr.Dataframe(headers=["source", "key prefix", "tensors"], label="Unexpected keys by prefix")
+        rules = gr.Dataframe(headers=["source", "rule", "matched", "mapping"], label="Rules")
+    outputs = [totals, treemap, tree_html, mismatched, unexpected, overridden, rules, json_file]
+
+    def show(view: weights_tab.WeightsView):
+        return (view.totals, view.treemap, view.tree_html, view.mismatched, view.unexpected, view.overridden,
+                view.rules, view.json_path)
+
+    def run(apply: bool):
+        def handler(checkpoint, checkpoint_file, pi3, pi3_file, rule_set, layout):
+            try:
+                return show(weights_tab.inspect(served, checkpoint, checkpoint_file, pi3, pi3_file, rule_set,
+                                                settings.weights_dir, apply, settings.allow_weight_loading, layout))
+            except weights_tab.WeightsTabError as error:
+                raise gr.Error(str(error)) from None
+        return handler
+
+    inputs = [checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, preset]
+    dry_run_button.click(run(False), inputs, outputs, api_name="weights_dry_run")
+    load_button.click(run(True), inputs, outputs, api_visibility="private")
+    demo.load(lambda: show(weights_tab.served_view(served)), None, outputs, api_visibility="private")
+
+    def inspect_weights(checkpoint: str = "", pi3: str = "", pi3_rules: str = "decoder", preset: str = "",
+                        dry_run: bool = True) -> dict:
+        """The JSON report (the CLI's schema) of a dry run, or of loading into the served model."""
+        try:
+            return weights_tab.inspect(served, checkpoint, None, pi3, None, pi3_rules, settings.weights_dir,
+                                       not dry_run, settings.allow_weight_loading, preset or None).report
+        except weights_tab.WeightsTabError as error:
+            raise gr.Error(str(error)) from None
+
+    gr.api(inspect_weights, api_name="inspect_weights")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from vggt_mv.weights.errors import WeightsSourceError
 
+HUB_SCHEME = "hf://"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CANDIDATE_FILES = ("model.safetensors", "model.safetensors.index.json", "model.pt", "pytorch_model.bin")
 DEFAULT_TIMEOUT_SECONDS = "10"

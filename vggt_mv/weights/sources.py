@@ -196,10 +196,13 @@ def local_weight_files(path: Path) -> tuple[list[Path], str]:
 
 
 def open_source(role: str, location: str | Path, with_data: bool = False) -> Source:
-    """Open a local path or a Hub repo id; headers only unless `with_data`."""
-    from vggt_mv.weights.hub import download_from_hub, looks_like_repo_id
+    """Open a local path or a Hub repo id (`hf://owner/name` forces the Hub); headers only unless `with_data`."""
+    from vggt_mv.weights.hub import HUB_SCHEME, download_from_hub, looks_like_repo_id
 
-    path = Path(location).expanduser()
+    if str(location).startswith(HUB_SCHEME):
+        path = download_from_hub(str(location)[len(HUB_SCHEME):])
+    else:
+        path = Path(location).expanduser()
     if not path.exists():
         if looks_like_repo_id(str(location)):
             path = download_from_hub(str(location))

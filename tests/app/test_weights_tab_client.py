@@ -1,0 +1,68 @@
+"""The Weights tab of the real app, through gradio_client: dry runs, the JSON schema, bad sources."""
+
+import json
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.support.app_server import running_app
+from tests.support.checkpoints import pi3_layout_state, tiny_state, write_safetensors
+from vggt_mv.viz.weights_treemap import STATUS_COLORS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    allowed = root / "allowed"
+    allowed.mkdir()
+    state = tiny_state()
+    write_safetensors(allowed / "vggt-tiny.safetensors", state)
+    write_safetensors(allowed / "pi3-tiny.safetensors", pi3_layout_state(state))
+    (allowed / "corrupt.safetensors").write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{broken")
+    write_safetensors(root / "outside.safetensors", state)
+    return root, allowed
+
+
+@pytest.fixture(scope="module")
+def client(folders):
+    _, allowed = folders
+    with running_app("--weights-dir", str(allowed)) as (url, _):
+        yield Client(url, verbose=False)
+
+
+def test_dry_run_of_vggt_and_pi3_layouts_returns_the_documented_json(client):
+    report = client.predict(checkpoint="vggt-tiny.safetensors", pi3="pi3-tiny.safetensors", preset="tiny",
+                            api_name="/inspect_weights")
+    assert set(report) >= {"schema_version", "summary", "tensors", "mismatched", "unexpected", "rules", "tree"}
+    assert report["summary"]["pi3_loaded"] == 2 * 4 * 18 and report["summary"]["random"] == 0
+    assert report["mismatched"][0]["key"] == "aggregator.register_token"
+
+
+def test_dry_run_button_with_uploads_shows_a_treemap_coloured_by_status(client, folders):
+    _, allowed = folders
+    outputs = client.predict(None, handle_file(str(allowed / "vggt-tiny.safetensors")), None,
+                             handle_file(str(allowed / "pi3-tiny.safetensors")), "decoder", "tiny",
+                             api_name="/weights_dry_run")
+    totals, treemap = outputs[0], outputs[1]
+    assert "Dry run" in totals
+    trace = json.loads(treemap["plot"])["data"][0]
+    colors = dict(zip(trace["ids"], trace["marker"]["colors"]))
+    report = json.loads(open(outputs[-1]).read())
+    for record in report["tensors"]:
+        assert colors[record["key"]] == STATUS_COLORS[record["status"]]
+
+
+@pytest.mark.parametrize("source, phrase", [
+    ("../outside.safetensors", "weights folder"),
+    ("/etc/passwd", "reads no other paths"),
+    ("missing.safetensors", "weights folder"),
+    ("corrupt.safetensors", "corrupt"),
+])
+def test_bad_sources_give_one_message_and_the_app_keeps_serving(client, source, phrase):
+    with pytest.raises(Exception) as raised:
+        client.predict(checkpoint=source, preset="tiny", api_name="/inspect_weights")
+    assert phrase in str(raised.value)
+    assert client.predict(checkpoint="vggt-tiny.safetensors", preset="tiny",
+                          api_name="/inspect_weights")["summary"]["random"] == 0

@@ -1,0 +1,65 @@
+"""Views of a load report: the treemap (colours = provenance), the expandable tree, the tables."""
+
+import time
+
+import pytest
+import torch
+
+from tests.support.sparse_checkpoints import reference_layout, write_sparse_safetensors
+from vggt_mv import VGGT_MV, VGGTMVConfig
+from vggt_mv.viz.weights_tree_html import mismatched_rows, render_tree_html, rule_rows, unexpected_rows
+from vggt_mv.viz.weights_treemap import STATUS_COLORS, build_treemap
+from vggt_mv.weights import load_weights
+
+
+@pytest.fixture(scope="module")
+def full_size_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sparse")
+    checkpoint = write_sparse_safetensors(folder / "vggt.safetensors", reference_layout("vggt-1b"))
+    pi3 = write_sparse_safetensors(folder / "pi3.safetensors", reference_layout("pi3"))
+    with torch.device("meta"):
+        model = VGGT_MV(VGGTMVConfig())
+    return load_weights(model, checkpoint=checkpoint, pi3=pi3, dry_run=True)
+
+
+def node_colors(figure) -> dict[str, str]:
+    trace = figure.data[0]
+    return dict(zip(trace.ids, trace.marker.colors))
+
+
+def test_full_size_treemap_is_fast_small_and_shows_the_provenance(full_size_report):
+    start = time.perf_counter()
+    figure = build_treemap(full_size_report)
+    payload = figure.to_json()
+    assert time.perf_counter() - start <= 2.0
+    assert len(payload.encode()) <= 2 * 1024 * 1024
+    colors = node_colors(figure)
+    for stack in ("frame_blocks", "global_blocks"):
+        assert colors[f"aggregator.{stack}.{{0..17}}"] == STATUS_COLORS["pi3"]
+        assert colors[f"aggregator.{stack}.{{18..23}}"] == STATUS_COLORS["checkpoint"]
+        assert colors[f"aggregator.{stack}.3"] == STATUS_COLORS["pi3"]
+        assert colors[f"aggregator.{stack}.3.attn.qkv.weight"] == STATUS_COLORS["pi3"]
+    assert colors["aggregator.spatial_mask_head"] == STATUS_COLORS["random"]
+    assert colors["aggregator.register_token"] == STATUS_COLORS["checkpoint"]
+    assert colors["aggregator"] not in STATUS_COLORS.values(), "a parent with several sources shows a blend"
+    trace = figure.data[0]
+    hover = dict(zip(trace.ids, trace.hovertext))["aggregator.frame_blocks.3.attn.qkv.weight"]
+    assert "decoder.6.attn.qkv.weight" in hover and "overrode checkpoint" in hover and "[3072, 1024]" in hover
+
+
+def test_every_tensor_leaf_is_coloured_by_its_status(full_size_report):
+    colors = node_colors(build_treemap(full_size_report))
+    for record in full_size_report.tensors:
+        assert colors[record["key"]] == STATUS_COLORS[record["status"]], record["key"]
+
+
+def test_tree_html_collapses_ranges_names_aliases_once_and_tables_list_the_facts(full_size_report):
+    tree = render_tree_html(full_size_report)
+    assert "aggregator.frame_blocks.{0..17}" in tree and "aggregator.global_blocks.{18..23}" in tree
+    assert tree.count("aggregator.time_blocks") == 1 and tree.count("aggregator.view_blocks") == 1
+    assert "<details open>" in tree
+    assert mismatched_rows(full_size_report) == [["aggregator.register_token", "pi3", "register_token",
+                                                   "[1, 2, 4, 1024]", "[1, 1, 5, 1024]"]]
+    assert ["pi3", "encoder.blocks", 336] in unexpected_rows(full_size_report)
+    assert ["pi3", "pi3:decoder-even", 324, "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"] \
+        in rule_rows(full_size_report)

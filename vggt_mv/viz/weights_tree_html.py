@@ -1,0 +1,83 @@
+"""The report as an expandable HTML tree with a coverage bar per module and the CLI's collapsed index ranges."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+
+from vggt_mv.viz.weights_treemap import STATUS_COLORS
+from vggt_mv.weights.render_text import human_count, merged_node
+from vggt_mv.weights.tree import STATUSES, group_children
+
+# Stacks that have a second, alias name (properties on the aggregator, never extra weights).
+ALIASES = {"aggregator.frame_blocks": "aggregator.time_blocks", "aggregator.global_blocks": "aggregator.view_blocks"}
+OPEN_DEPTH = 1
+
+
+def coverage_bar(node: dict) -> str:
+    """A stacked bar of the node's parameters by status."""
+    total = sum(node["parameters"].values()) or 1
+    parts = "".join(
+        f"<span title='{status}' style='display:inline-block;height:10px;width:{120 * count / total:.1f}px;"
+        f"background:{STATUS_COLORS[status]}'></span>"
+        for status in STATUSES if (count := node["parameters"].get(status, 0)))
+    return f"<span style='display:inline-block;width:120px;background:#eee;vertical-align:middle'>{parts}</span>"
+
+
+def node_summary(label: str, node: dict) -> str:
+    """'name [bar] 98% loaded · 12.3M params · checkpoint 10, random 2'."""
+    total = sum(node["parameters"].values())
+    loaded = total - node["parameters"].get("random", 0)
+    counts = ", ".join(f"{status} {node['tensors'][status]}" for status in STATUSES if node["tensors"].get(status))
+    shown = html.escape(label)
+    alias = ALIASES.get(label)
+    if alias:
+        shown += f" <i>(also {html.escape(alias)})</i>"
+    return (f"<code>{shown}</code> {coverage_bar(node)} {loaded / total if total else 0:.0%} loaded · "
+            f"{human_count(total)} params · {counts}")
+
+
+def render_tree_html(report, max_depth: int = 4) -> str:
+    """Nested <details> elements; the top level starts open."""
+    tree = report.tree()
+
+    def render(path: str, depth: int) -> str:
+        items = []
+        for label, members in group_children(tree, path):
+            node = merged_node(tree, members) if len(members) > 1 else tree[members[0]]
+            children = render(members[0], depth + 1) if len(members) == 1 and depth + 1 < max_depth else ""
+            if children:
+                opened = " open" if depth < OPEN_DEPTH else ""
+                items.append(f"<details{opened}><summary>{node_summary(label, node)}</summary>{children}</details>")
+            else:
+                items.append(f"<div style='margin-left:1.1em'>{node_summary(label, node)}</div>")
+        return f"<div style='margin-left:1em'>{''.join(items)}</div>" if items else ""
+
+    legend = " ".join(f"<span style='color:{color}'>■</span> {status}" for status, color in STATUS_COLORS.items())
+    return f"<div class='weights-tree' style='font-size:13px'><div>{legend}</div>{render('', 0)}</div>"
+
+
+def unexpected_rows(report) -> list[list]:
+    """[source, key prefix, count] for the unexpected-keys table."""
+    rows = []
+    for role, keys in report.unexpected.items():
+        for prefix, count in sorted(Counter(".".join(k.split(".")[:2]) for k in keys).items()):
+            rows.append([role, prefix, count])
+    return rows
+
+
+def mismatched_rows(report) -> list[list]:
+    """[model key, source, source key, model shape, source shape]."""
+    return [[m["key"], m["source"], m["source_key"], str(m["model_shape"]), str(m["source_shape"])]
+            for m in report.mismatched]
+
+
+def overridden_rows(report) -> list[list]:
+    """[model key, now from, source key, overrode]."""
+    return [[t["key"], t["status"], t["source_key"], f"{t['overrode']['source']}:{t['overrode']['source_key']}"]
+            for t in report.tensors if t["overrode"]]
+
+
+def rule_rows(report) -> list[list]:
+    """[source, rule, matched, mapping]."""
+    return [[r["source"], r["name"], r["matched"], "; ".join(r["mappings"]) or r["description"]] for r in report.rules]

@@ -1,0 +1,100 @@
+"""Treemap of a load report: area = parameters, colour = provenance; parents blend their children's mix.
+
+A treemap rather than a sunburst: rectangles keep area comparisons readable for a model whose modules
+span six orders of magnitude (a 1M-parameter mask head next to 300M-parameter stacks), and their
+labels fit horizontally; a sunburst's outer rings turn small modules into unreadable slivers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from vggt_mv.weights.tree import group_children
+
+STATUS_COLORS = {"checkpoint": "#2b8cbe", "pi3": "#31a354", "derived": "#dd8a2e", "random": "#d7301f"}
+ROOT_ID = "model"
+
+
+def blend(parameters: dict[str, int]) -> str:
+    """Parameter-weighted mix of status colours, so a parent shows what it is made of."""
+    total = sum(parameters.values())
+    if not total:
+        return "#cccccc"
+    rgb = sum(np.array([int(STATUS_COLORS[s][i:i + 2], 16) for i in (1, 3, 5)], float) * n / total
+              for s, n in parameters.items())
+    return "#" + "".join(f"{int(round(c)):02x}" for c in rgb)
+
+
+def _mix_text(parameters: dict[str, int]) -> str:
+    """'checkpoint 80% · pi3 20%' for hover text."""
+    total = sum(parameters.values()) or 1
+    return " · ".join(f"{status} {count / total:.0%}" for status, count in parameters.items() if count)
+
+
+def treemap_nodes(report) -> dict[str, list]:
+    """ids/labels/parents/values/colors/hover for every module node, index-range group and tensor.
+
+    Ids are the module paths and tensor keys themselves (unique), range groups their label
+    (`aggregator.frame_blocks.{0..17}`), so a click path reads like the model.
+    """
+    tree = report.tree()
+    nodes = {"ids": [], "labels": [], "parents": [], "values": [], "colors": [], "hover": []}
+
+    def add(node_id: str, label: str, parent: str, parameters: dict[str, int], hover: str) -> None:
+        nodes["ids"].append(node_id)
+        nodes["labels"].append(label)
+        nodes["parents"].append(parent)
+        nodes["values"].append(sum(parameters.values()))
+        nodes["colors"].append(blend(parameters))
+        nodes["hover"].append(hover)
+
+    add(ROOT_ID, "VGGT_MV", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]))
+    tensors_by_parent: dict[str, list[dict]] = {}
+    for record in report.tensors:
+        tensors_by_parent.setdefault(record["key"].rpartition(".")[0], []).append(record)
+
+    def visit(path: str, node_id: str) -> None:
+        for label, members in group_children(tree, path):
+            if len(members) > 1:
+                group_parameters: dict[str, int] = {}
+                for member in members:
+                    for status, count in tree[member]["parameters"].items():
+                        group_parameters[status] = group_parameters.get(status, 0) + count
+                group_id = label
+                add(group_id, label.rsplit(".", 1)[-1] if "{" not in label else label.split(".")[-1], node_id,
+                    group_parameters, f"{label}<br>{_mix_text(group_parameters)}")
+                parent_id = group_id
+            else:
+                parent_id = node_id
+            for member in members:
+                member_id = member
+                parameters = tree[member]["parameters"]
+                add(member_id, member.rsplit(".", 1)[-1], parent_id, parameters,
+                    f"{member}<br>{_mix_text(parameters)}")
+                visit(member, member_id)
+        for record in tensors_by_parent.get(path, []):
+            overrode = record["overrode"]
+            hover = (f"{record['key']}<br>shape {record['shape']} · {record['dtype']}<br>status {record['status']}"
+                     f"<br>source key {record['source_key'] or '-'}"
+                     + (f"<br>overrode {overrode['source']}:{overrode['source_key']}" if overrode else ""))
+            add(record["key"], record["key"].rsplit(".", 1)[-1], node_id,
+                {record["status"]: record["numel"]}, hover)
+
+    visit("", ROOT_ID)
+    return nodes
+
+
+def build_treemap(report, max_depth: int = 4) -> go.Figure:
+    """The Weights tab's treemap (click a box to zoom in; the path bar zooms out)."""
+    nodes = treemap_nodes(report)
+    figure = go.Figure(go.Treemap(
+        ids=nodes["ids"], labels=nodes["labels"], parents=nodes["parents"], values=nodes["values"],
+        branchvalues="total", marker={"colors": nodes["colors"], "line": {"width": 0.5, "color": "#ffffff"}},
+        hovertext=nodes["hover"], hoverinfo="text", maxdepth=max_depth, textinfo="label",
+        pathbar={"visible": True}, root={"color": "#f5f5f5"}))
+    key = "   ".join(f"<span style='color:{color}'>■</span> {status}" for status, color in STATUS_COLORS.items())
+    figure.update_layout(margin={"l": 4, "r": 4, "t": 56, "b": 4}, height=620,
+                         title={"text": f"Where each parameter came from (area = parameters)<br><sup>{key}; "
+                                        "mixed colours = modules with several sources</sup>", "x": 0.01})
+    return figure
