@@ -31,11 +31,11 @@ def test_only_uploads_hub_ids_and_files_under_the_weights_dir_are_accepted(weigh
 def test_served_view_and_a_dry_run_render_every_view(weights_dir):
     served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
     start = served_view(served)
-    assert "0.0%" in start.totals and start.report["summary"]["random"] == start.report["summary"]["total"]
+    assert "**0.00%**" in start.totals and start.report["summary"]["random"] == start.report["summary"]["total"]
     view = inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=False,
                    allow_apply=False)
     assert view.report["summary"]["checkpoint_loaded"] == len(tiny_state())
-    assert "100.0%" in view.totals and view.treemap.data[0].type == "treemap"
+    assert "**100.00%**" in view.totals and view.treemap.data[0].type == "treemap"
 
 
 def test_loading_into_the_served_model_needs_the_operator(weights_dir):

@@ -74,7 +74,7 @@ def totals_markdown(report: LoadReport, title: str) -> str:
                        ("random", "random")):
         rows.append(f"| {label} | {summary[key]:,} | {parameters[key]:,} |")
     unexpected = ", ".join(f"{role} {count:,}" for role, count in summary["unexpected"].items()) or "none"
-    lines = [f"### {title}", f"**{parameters['loaded_fraction']:.1%}** of {parameters['total']:,} parameters loaded "
+    lines = [f"### {title}", f"**{parameters['loaded_fraction']:.2%}** of {parameters['total']:,} parameters loaded "
              f"({'dry run: headers only' if report.dry_run else 'loaded'}).", "", *rows, "",
              f"Overridden: {summary['overridden']:,} · mismatched: {summary['mismatched']:,} · "
              f"unexpected: {unexpected}"]

@@ -62,8 +62,8 @@ def treemap_nodes(report) -> dict[str, list]:
                     for status, count in tree[member]["parameters"].items():
                         group_parameters[status] = group_parameters.get(status, 0) + count
                 group_id = label
-                add(group_id, label.rsplit(".", 1)[-1] if "{" not in label else label.split(".")[-1], node_id,
-                    group_parameters, f"{label}<br>{_mix_text(group_parameters)}")
+                add(group_id, label[len(path) + 1:] if path else label, node_id, group_parameters,
+                    f"{label}<br>{_mix_text(group_parameters)}")
                 parent_id = group_id
             else:
                 parent_id = node_id

@@ -1,0 +1,62 @@
+"""App-side costs, measured in one run: scene build and payload, video decode per frame, end to end.
+
+Usage: python benchmarks/bench_scene.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from vggt_mv.inference import predict  # noqa: E402
+from vggt_mv.io.examples import list_examples  # noqa: E402
+from vggt_mv.io.video import decode_frames, probe_video, target_size  # noqa: E402
+from vggt_mv.pipeline import ReconstructionSettings, reconstruct  # noqa: E402
+from vggt_mv.serving.model_store import load_served_model  # noqa: E402
+from vggt_mv.serving.settings import ServeSettings  # noqa: E402
+from vggt_mv.viz.scene import SceneOptions, build_scene  # noqa: E402
+
+
+def timed(function, repeats: int = 3):
+    """Median seconds of `repeats` calls, and the last result."""
+    seconds, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def main() -> None:
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    torch.manual_seed(0)
+    images = torch.rand(8, 4, 3, 294, 518)
+    predictions = predict(served.model, images)
+    build_seconds, figure = timed(lambda: build_scene(predictions, SceneOptions()))
+    payload = len(figure.to_json().encode())
+    example = list_examples()[0]
+    info = probe_video(example.video_paths[0])
+    times = [info.start + (k + 0.5) * info.duration / 8 for k in range(8)]
+    decode_seconds, _ = timed(lambda: decode_frames(example.video_paths[0], times, target_size(*info.display_size)))
+    end_to_end = []
+    for frames in (2, 4, 8):
+        start = time.perf_counter()
+        reconstruct(served, example.video_paths, ReconstructionSettings(frames_per_camera=frames, mode="auto"))
+        end_to_end.append((frames, time.perf_counter() - start))
+    print("| measurement | value | target |")
+    print("|---|---|---|")
+    print(f"| scene build, 8 x 4 at 518x294, default budget (200k points) | {build_seconds:.2f} s | <= 1 s |")
+    print(f"| figure payload (fig.to_json) | {payload / 1024 ** 2:.2f} MiB | <= 6 MB |")
+    print(f"| decode + resize per frame (example video, 8 frames) | {1000 * decode_seconds / 8:.1f} ms | |")
+    for frames, seconds in end_to_end:
+        print(f"| end to end, 3 example videos x {frames} frames, tiny preset, CPU | {seconds:.2f} s | |")
+
+
+if __name__ == "__main__":
+    main()
