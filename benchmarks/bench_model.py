@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fresh_process import in_fresh_process, peak_rss_bytes  # noqa: E402
 
 CASES = [
     # (label, preset, [B, T, N, 3, H, W], mode)
@@ -23,11 +24,6 @@ CASES = [
     ("tiny, single-view (24 frames as one camera)", "tiny", (1, 24, 1, 3, 294, 518), "single"),
     ("vggt-1b, 2 frames", "vggt-1b", (1, 2, 1, 3, 294, 518), "single"),
 ]
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def measure(preset: str, shape: tuple[int, ...], mode: str, device: str, repeats: int, queue) -> None:
@@ -59,17 +55,6 @@ def measure(preset: str, shape: tuple[int, ...], mode: str, device: str, repeats
                "rss_grew_during_timed_runs": peak_rss_bytes() > rss_before})
 
 
-def run_case(preset: str, shape, mode: str, device: str, repeats: int) -> dict:
-    """One case in a spawned process so peak memory is that case's alone."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=measure, args=(preset, shape, mode, device, repeats, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -83,7 +68,7 @@ def main() -> None:
     for label, preset, shape, mode in CASES:
         if args.skip_1b and preset == "vggt-1b":
             continue
-        result = run_case(preset, shape, mode, args.device, args.repeats)
+        result = in_fresh_process(measure, preset, shape, mode, args.device, args.repeats)
         rows.append({"case": label, "shape": shape, "mode": mode, **result})
         print(f"| {label} | {list(shape)} | {result['seconds']:.3f} | {result['peak_bytes'] / 1e9:.2f} | "
               f"{result['weights_bytes'] / 1e9:.3f} |", flush=True)

@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import resource
 import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fresh_process import in_fresh_process, peak_rss_bytes  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def peak_rss_gb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    """Peak resident memory of this process in GiB."""
+    return peak_rss_bytes() / 1024 ** 3
 
 
 def file_paths(folder: Path) -> dict[str, Path]:
@@ -121,17 +122,6 @@ def dry_run(checkpoint: Path, pi3: Path, queue) -> None:
     load_weights(model, checkpoint=checkpoint, pi3=pi3, dry_run=True)
     done = time.perf_counter()
     queue.put({"seconds": done - built, "seconds_with_meta_build": done - start, "peak_rss_gb": peak_rss_gb()})
-
-
-def in_fresh_process(target, *args) -> dict:
-    """Run one measurement in a spawned process and return what it reported."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def main() -> None:
