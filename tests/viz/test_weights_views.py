@@ -45,6 +45,8 @@ def test_full_size_treemap_is_fast_small_and_shows_the_provenance(full_size_repo
     trace = figure.data[0]
     hover = dict(zip(trace.ids, trace.hovertext))["aggregator.frame_blocks.3.attn.qkv.weight"]
     assert "decoder.6.attn.qkv.weight" in hover and "overrode checkpoint" in hover and "[3072, 1024]" in hover
+    register = dict(zip(trace.ids, trace.hovertext))["aggregator.register_token"]
+    assert "NOT loaded from pi3:register_token: shape [1, 1, 5, 1024] vs model [1, 2, 4, 1024]" in register
 
 
 def test_every_tensor_leaf_is_coloured_by_its_status(full_size_report):

@@ -50,6 +50,7 @@ def treemap_nodes(report) -> dict[str, list]:
         nodes["hover"].append(hover)
 
     add(ROOT_ID, "VGGT_MV", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]))
+    mismatches = _mismatch_notes(report)
     tensors_by_parent: dict[str, list[dict]] = {}
     for record in report.tensors:
         tensors_by_parent.setdefault(record["key"].rpartition(".")[0], []).append(record)
@@ -77,12 +78,19 @@ def treemap_nodes(report) -> dict[str, list]:
             overrode = record["overrode"]
             hover = (f"{record['key']}<br>shape {record['shape']} · {record['dtype']}<br>status {record['status']}"
                      f"<br>source key {record['source_key'] or '-'}"
-                     + (f"<br>overrode {overrode['source']}:{overrode['source_key']}" if overrode else ""))
+                     + (f"<br>overrode {overrode['source']}:{overrode['source_key']}" if overrode else "")
+                     + mismatches.get(record["key"], ""))
             add(record["key"], record["key"].rsplit(".", 1)[-1], node_id,
                 {record["status"]: record["numel"]}, hover)
 
     visit("", ROOT_ID)
     return nodes
+
+
+def _mismatch_notes(report) -> dict[str, str]:
+    """Hover lines for tensors a source offered with the wrong shape."""
+    return {m["key"]: f"<br>NOT loaded from {m['source']}:{m['source_key']}: shape {m['source_shape']} vs model "
+                      f"{m['model_shape']}" for m in report.mismatched}
 
 
 def build_treemap(report, max_depth: int = 4) -> go.Figure:
