@@ -85,3 +85,13 @@ def test_offsets_shift_a_camera_and_an_empty_overlap_is_explained(tmp_path):
     assert plan_common_clock(infos, 2, offsets=[0.0, 0.5]) == pytest.approx([0.125, 0.375])
     with pytest.raises(VideoError, match="no common time range"):
         plan_common_clock(infos, 2, offsets=[0.0, 2.0])
+
+
+def test_videos_starting_at_different_times_use_only_the_time_all_of_them_cover(tmp_path):
+    early = write_video(tmp_path / "early.mp4", frames=10, times=[i * 0.1 for i in range(10)])        # 0.0-1.0 s
+    late = write_video(tmp_path / "late.mp4", frames=10, times=[0.5 + i * 0.1 for i in range(10)])    # 0.5-1.5 s
+    clip = load_multiview([early, late], num_steps=2)
+    assert min(clip.times) >= 0.5 and max(clip.times) <= 1.0
+    seen_early = frame_index_seen((clip.images[0, 0].transpose(1, 2, 0) * 255).astype(np.uint8))
+    seen_late = frame_index_seen((clip.images[0, 1].transpose(1, 2, 0) * 255).astype(np.uint8))
+    assert seen_early == int(clip.times[0] * 10) and seen_late == int((clip.times[0] - 0.5) * 10)
