@@ -126,6 +126,11 @@ def content_key(videos: list[Path], settings: ReconstructionSettings, model_tag:
 _cache: "OrderedDict[str, Reconstruction]" = OrderedDict()
 
 
+def cached_reconstruction(key: str | None) -> Reconstruction | None:
+    """A recent run by its key (display controls redraw from it), or None once it left the cache."""
+    return _cache.get(key) if key else None
+
+
 def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings) -> dict[str, np.ndarray]:
     """Inference under the model lock, turning out-of-memory into a message."""
     images = torch.from_numpy(clip.images)
@@ -151,7 +156,8 @@ def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettin
         raise ReconstructionError("upload at least one video (one per camera) or pick an example")
     if len(videos) > 8:
         raise ReconstructionError(f"{len(videos)} videos: at most 8 cameras are supported")
-    key = content_key(videos, settings, f"{served.preset}:{id(served.model)}")
+    # The report's identity changes whenever new weights are loaded into the served model.
+    key = content_key(videos, settings, f"{served.preset}:{id(served.model)}:{id(served.report)}")
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]

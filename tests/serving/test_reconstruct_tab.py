@@ -35,3 +35,12 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
         redraw("unknown", DisplayChoices())
     with pytest.raises(UserFacingError, match="upload one video per camera"):
         run(served, None, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(), "session-b", 64)
+
+
+def test_the_plan_is_shown_before_running_and_explains_refusals():
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    example = list_examples()[0].name
+    plan = reconstruct_tab.describe_plan(served, None, example, 8, 64)
+    assert "8 time steps x 3 cameras at 518x294" in plan and "tokens" in plan and "GiB" in plan
+    assert "over the limit" in reconstruct_tab.describe_plan(served, None, example, 30, 64)
+    assert "upload one video" in reconstruct_tab.describe_plan(served, None, None, 8, 64)

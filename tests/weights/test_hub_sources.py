@@ -40,3 +40,15 @@ def test_a_cached_repo_loads_offline(offline_cache):
     model, report = build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/tiny-vggt")
     assert report.summary()["checkpoint_loaded"] == len(state)
     assert report.sources["checkpoint"]["location"] == "owner/tiny-vggt"
+
+
+def test_an_unreachable_hub_uses_the_cache_only_and_fails_in_seconds(tmp_path, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("vggt_mv.weights.hub.hub_reachable", lambda endpoint: False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsSourceError, match="unreachable, cache only"):
+        build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="yyfz233/Pi3", dry_run=True)
+    assert time.perf_counter() - start < 5

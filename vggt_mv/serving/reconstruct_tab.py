@@ -11,8 +11,8 @@ import numpy as np
 
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.video import VideoError
-from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, _cache, plan_run,
-                              reconstruct, write_outputs)
+from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, cached_reconstruction,
+                              plan_run, reconstruct, write_outputs)
 from vggt_mv.viz.previews import camera_strip
 from vggt_mv.viz.scene import SceneOptions, build_scene
 
@@ -125,9 +125,10 @@ def render(result: Reconstruction, display: DisplayChoices):
 
 def redraw(key: str | None, display: DisplayChoices):
     """Display controls changed: rebuild from the session's cached predictions."""
-    if not key or key not in _cache:
+    result = cached_reconstruction(key)
+    if result is None:
         raise UserFacingError("run a reconstruction first (or again: its results left the cache)")
-    return render(_cache[key], display)
+    return render(result, display)
 
 
 def status_text(served, result: Reconstruction) -> str:

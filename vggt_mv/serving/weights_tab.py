@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vggt_mv.serving.model_store import random_parameter_share
 from vggt_mv.viz.weights_tree_html import (mismatched_rows, overridden_rows, render_tree_html, rule_rows,
                                            unexpected_rows)
 from vggt_mv.viz.weights_treemap import build_treemap
@@ -124,6 +125,7 @@ def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi
                 report = load_weights(served.model, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules,
                                       device=served.device)
                 served.report = report
+                served.random_share = random_parameter_share(report)
         else:
             from vggt_mv.config import VGGTMVConfig
             from vggt_mv.weights import build_and_load
