@@ -95,3 +95,24 @@ def test_lean_forward_equals_a_forward_that_keeps_every_layer(model, monkeypatch
         full = model(images)
     for key in lean:
         torch.testing.assert_close(lean[key], full[key], atol=0, rtol=0)
+
+
+class ScalarReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every tensor-to-Python-scalar read (what .item() and int(tensor) do; a sync on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_forward_never_reads_a_tensor_value_back_to_python(model):
+    images = random_images(2, 2)
+    queries = torch.tensor([[[3.0, 5.0]]])
+    with torch.no_grad(), ScalarReads() as reads:
+        model(images, query_points=queries)
+    assert reads.count == 0

@@ -193,12 +193,11 @@ def find_anomalies(report: LoadReport, plan: LoadPlan) -> list[Anomaly]:
                            f"model keys once the stray prefix '{prefix}' is removed.")
                 suggestion = f"Strip the '{prefix}' prefix from the checkpoint's keys (or save model.state_dict() itself)."
             anomalies.append(Anomaly("prefix_mismatch", message, suggestion))
-        if len(source.notes):
-            for note in source.notes:
-                if "module." in note:
-                    anomalies.append(Anomaly(
-                        "stripped_prefix", f"{source.role} source: {note}.",
-                        "Save model.module.state_dict() (the unwrapped model) so checkpoints load without fix-ups."))
+        for note in source.notes:
+            if "module." in note:
+                anomalies.append(Anomaly(
+                    "stripped_prefix", f"{source.role} source: {note}.",
+                    "Save model.module.state_dict() (the unwrapped model) so checkpoints load without fix-ups."))
         if contributed.get(source.role, 0) == 0:
             anomalies.append(Anomaly(
                 "source_contributed_nothing",
