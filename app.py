@@ -46,8 +46,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
     with gr.Blocks(title="VGGT-MV") as demo:
         gr.Markdown("# VGGT-MV: multi-view video reconstruction\nUpload one synchronized video per camera; "
                     "VGGT_MV predicts cameras, depth and points for every time step and camera.")
-        gr.Markdown(f"⚠️ **{served.banner}**" if served.banner else "", elem_id="model-banner",
-                    visible=bool(served.banner))
+        banner = gr.Markdown(banner_markdown(served), elem_id="model-banner")
         with gr.Tab("Reconstruct"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -93,7 +92,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             for control in (color_by, conf_threshold, show_ground_truth):
                 control.change(redraw, display_inputs, [scene, strip], api_visibility="private")
         with gr.Tab("Weights", id="weights"):
-            build_weights_tab(demo, served, settings)
+            build_weights_tab(demo, served, settings, banner)
 
         def forget_session(request: gr.Request):
             reconstruct_tab.remove_session_folder(request.session_hash)
@@ -103,7 +102,12 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
     return demo
 
 
-def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings) -> None:
+def banner_markdown(served) -> str:
+    """The served model's warning (offline fallback, or mostly random weights), or nothing."""
+    return f"⚠️ **{served.banner}**" if served.banner else ""
+
+
+def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: gr.Markdown) -> None:
     """Where every parameter came from: totals, treemap, tree, tables, JSON; dry runs and (optionally) loads."""
     choices = weights_tab.allowed_files(settings.weights_dir)
     with gr.Row():
@@ -134,17 +138,18 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings) -> None:
     with gr.Row():
         unexpected = gr.Dataframe(headers=["source", "key prefix", "tensors"], label="Unexpected keys by prefix")
         rules = gr.Dataframe(headers=["source", "rule", "matched", "mapping"], label="Rules")
-    outputs = [totals, treemap, tree_html, mismatched, unexpected, overridden, rules, json_file]
+    outputs = [totals, treemap, tree_html, mismatched, unexpected, overridden, rules, json_file, banner]
 
     def show(view: weights_tab.WeightsView):
         return (view.totals, view.treemap, view.tree_html, view.mismatched, view.unexpected, view.overridden,
-                view.rules, view.json_path)
+                view.rules, view.json_path, banner_markdown(served))
 
     def run(apply: bool):
         def handler(checkpoint, checkpoint_file, pi3, pi3_file, rule_set, layout):
             try:
                 return show(weights_tab.inspect(served, checkpoint, checkpoint_file, pi3, pi3_file, rule_set,
-                                                settings.weights_dir, apply, settings.allow_weight_loading, layout))
+                                                settings.weights_dir, apply, settings.allow_weight_loading, layout,
+                                                settings.mostly_random_share))
             except weights_tab.WeightsTabError as error:
                 raise gr.Error(str(error)) from None
         return handler

@@ -49,7 +49,8 @@ def test_dry_run_button_with_uploads_shows_a_treemap_coloured_by_status(client, 
     assert "Dry run" in totals
     trace = json.loads(treemap["plot"])["data"][0]
     colors = dict(zip(trace["ids"], trace["marker"]["colors"]))
-    report = json.loads(open(outputs[-1]).read())
+    report = json.loads(open(outputs[7]).read())
+    assert "RANDOM" in outputs[8], "the banner stays while the served model is the random fallback"
     for record in report["tensors"]:
         assert colors[record["key"]] == STATUS_COLORS[record["status"]]
 

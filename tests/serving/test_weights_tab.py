@@ -44,3 +44,10 @@ def test_loading_into_the_served_model_needs_the_operator(weights_dir):
         inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=False)
     view = inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=True)
     assert not view.report["dry_run"] and served.report is not None
+
+
+def test_loading_good_weights_clears_the_mostly_random_banner(weights_dir):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    assert served.banner and served.random_share == 1.0
+    inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=True)
+    assert served.banner is None and served.random_share == 0.0

@@ -29,6 +29,12 @@ class ServedModel:
     random_share: float
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def record_load(self, report, mostly_random_share: float) -> None:
+        """New weights went into the served model: refresh the report, the random share and the banner."""
+        self.report = report
+        self.random_share = random_parameter_share(report)
+        self.banner = mostly_random_banner(self.random_share, mostly_random_share)
+
     @property
     def config(self) -> VGGTMVConfig:
         """The served model's configuration."""
@@ -73,7 +79,12 @@ def load_served_model(settings: ServeSettings) -> ServedModel:
         return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0)
     model.eval()
     share = random_parameter_share(report)
-    banner = None
-    if share > settings.mostly_random_share:
-        banner = f"{share:.0%} of the served model's parameters are random: see the Weights tab."
-    return ServedModel(model, settings.preset, device, report, banner, share)
+    return ServedModel(model, settings.preset, device, report, mostly_random_banner(share, settings.mostly_random_share),
+                       share)
+
+
+def mostly_random_banner(share: float, threshold: float) -> str | None:
+    """The warning every tab shows while too much of the served model is random."""
+    if share > threshold:
+        return f"{share:.0%} of the served model's parameters are random: see the Weights tab."
+    return None

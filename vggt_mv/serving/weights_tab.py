@@ -7,7 +7,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vggt_mv.serving.model_store import random_parameter_share
 from vggt_mv.viz.weights_tree_html import (mismatched_rows, overridden_rows, render_tree_html, rule_rows,
                                            unexpected_rows)
 from vggt_mv.viz.weights_treemap import build_treemap
@@ -106,7 +105,8 @@ def served_view(served) -> WeightsView:
 
 
 def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, weights_dir: Path | None,
-            apply: bool, allow_apply: bool, preset: str | None = None) -> WeightsView:
+            apply: bool, allow_apply: bool, preset: str | None = None, mostly_random_share: float = 0.5
+            ) -> WeightsView:
     """Dry run against a preset's layout (headers only), or load into the served model when the operator allows it."""
     if pi3_rules not in PI3_RULE_SETS:
         raise WeightsTabError(f"unknown Pi3 rule set {pi3_rules!r}")
@@ -124,8 +124,7 @@ def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi
             with served.lock:
                 report = load_weights(served.model, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules,
                                       device=served.device)
-                served.report = report
-                served.random_share = random_parameter_share(report)
+                served.record_load(report, mostly_random_share)
         else:
             from vggt_mv.config import VGGTMVConfig
             from vggt_mv.weights import build_and_load
