@@ -37,6 +37,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.checkpoint is None and args.pi3 is None:
         print("error: give --checkpoint and/or --pi3", file=sys.stderr)
         return EXIT_USER_ERROR
+    if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
+        print(f"error: --fail-under is a fraction between 0 and 1, got {args.fail_under}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         patterns = [re.compile(p) for p in args.expect_random]
     except re.error as error:
@@ -50,7 +53,11 @@ def run_inspect(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     print(render_report(report, max_depth=args.depth))
     if args.json:
-        args.json.write_text(report.to_json())
+        try:
+            args.json.write_text(report.to_json())
+        except OSError as error:
+            print(f"error: cannot write the JSON report to {args.json}: {error.strerror}", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"\nJSON report written to {args.json}")
     if args.fail_under is not None:
         share = report.loaded_fraction([p.pattern for p in patterns])

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.support.checkpoints import tiny_state, write_safetensors
 from tests.support.sparse_checkpoints import reference_layout, write_sparse_safetensors
@@ -30,7 +31,10 @@ def test_full_size_dry_run_prints_tree_ranges_mismatch_and_unexpected(full_size,
     result = inspect("--checkpoint", checkpoint, "--pi3", pi3, "--dry-run", "--json", tmp_path / "r.json")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "checkpoint_loaded    1149" in out and "pi3_loaded            648" in out
+    counts = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("  ") and
+              line.split()[0] in ("checkpoint_loaded", "pi3_loaded", "overridden", "mismatched", "random")}
+    assert counts == {"checkpoint_loaded": "1149", "pi3_loaded": "648", "overridden": "648", "mismatched": "1",
+                      "random": "6"}
     assert "aggregator.frame_blocks.{0..17}" in out and "aggregator.frame_blocks.{18..23}" in out
     assert "model [1, 2, 4, 1024] vs source [1, 1, 5, 1024]" in out
     assert "encoder.blocks.* (336)" in out
@@ -64,3 +68,46 @@ def test_bad_source_is_one_line_and_exit_code_two(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """main() without a subprocess, for the cheaper cases."""
+    from vggt_mv.cli import main
+
+    code = main(["inspect", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_ddp_checkpoint_loads_fully_and_the_stripped_prefix_is_reported(tmp_path, capsys):
+    path = tmp_path / "ddp.pt"
+    torch.save({"state_dict": {"module." + k: v for k, v in tiny_state().items()}}, path)
+    code, out, _ = run_in_process(capsys, "--checkpoint", path, "--preset", "tiny", "--fail-under", "0.9")
+    assert code == 0
+    assert "note: stripped the 'module.' prefix" in out and "model.module.state_dict()" in out
+
+
+def test_half_precision_sources_say_so(tmp_path, capsys):
+    state = {k: v.half() for k, v in tiny_state().items()}
+    path = write_safetensors(tmp_path / "half.safetensors", state)
+    code, out, _ = run_in_process(capsys, "--checkpoint", path, "--preset", "tiny", "--dry-run")
+    assert code == 0 and f"note: {len(state)} tensors stored as float16, loaded as float32" in out
+
+
+@pytest.mark.parametrize("flags, phrase", [
+    (["--fail-under", "90"], "between 0 and 1"),
+    (["--expect-random", "track_head.("], "bad --expect-random pattern"),
+    (["--json", "/nonexistent-dir/report.json"], "cannot write the JSON report"),
+    ([], "give --checkpoint and/or --pi3"),
+])
+def test_user_errors_are_one_line_with_exit_code_two(tmp_path, capsys, flags, phrase):
+    source = [] if not flags else ["--checkpoint", write_safetensors(tmp_path / "t.safetensors", tiny_state())]
+    code, _, err = run_in_process(capsys, *source, "--preset", "tiny", "--dry-run", *flags)
+    assert code == 2 and phrase in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_of_another_model_fails_any_threshold(tmp_path, capsys):
+    other = write_safetensors(tmp_path / "resnet.safetensors",
+                              {f"layer{i}.conv.weight": torch.ones(2, 2) for i in range(12)})
+    code, out, err = run_in_process(capsys, "--checkpoint", other, "--preset", "tiny", "--fail-under", "0.01")
+    assert code == 1 and "loaded no tensor" in out and "FAIL: 0.0% of parameters loaded" in err

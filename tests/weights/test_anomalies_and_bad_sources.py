@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from tests.support.checkpoints import tiny_source_model, tiny_state, write_safetensors
+from tests.support.checkpoints import pi3_layout_state, tiny_source_model, tiny_state, write_safetensors
 from vggt_mv import VGGTMVConfig
 from vggt_mv.weights import WeightsSourceError, build_and_load, load_weights
 
@@ -81,12 +81,15 @@ def bad_sources(tmp_path):
     marker = tmp_path / "code-ran"
     malicious = tmp_path / "malicious.pt"
     with malicious.open("wb") as handle:
-        pickle.dump({"model": {"w": RunsCode(marker)}}, handle)
+        pickle.dump({"model": {"w": RunsCode(marker)}}, handle, protocol=2)
+    malicious_zip = tmp_path / "malicious-zip.pth"
+    torch.save({"model": {"w": torch.ones(1), "payload": RunsCode(marker)}}, malicious_zip)
     return {
         "missing": (tmp_path / "nope.safetensors", "not found"),
         "truncated": (truncated, "truncated"),
         "corrupt": (corrupt, "corrupt"),
         "pickle": (malicious, "refused to unpickle"),
+        "pickle in a torch zip": (malicious_zip, "refused to unpickle"),
         "not weights": (tmp_path / "notes.txt", "unknown weights format"),
     }, marker
 
@@ -109,3 +112,12 @@ def test_bad_sources_give_one_clear_error_and_leave_the_model_untouched(tmp_path
 def test_unknown_pi3_rule_set_is_refused_before_reading_anything(tmp_path):
     with pytest.raises(ValueError, match="decoder\\+encoder"):
         build_and_load(TINY, pi3=tmp_path / "missing.safetensors", pi3_rules="everything", dry_run=True)
+
+
+def test_pi3_alone_leaves_the_heads_random_and_says_a_checkpoint_is_needed(tmp_path):
+    pi3 = {**pi3_layout_state(tiny_state()), **{f"point_decoder.blocks.{i}.w": torch.ones(2) for i in range(10)}}
+    _, report = build_and_load(TINY, pi3=write_safetensors(tmp_path / "pi3.safetensors", pi3), dry_run=True)
+    not_loaded = [a for a in report.anomalies if a.kind == "module_not_loaded"]
+    assert {a.message.split("'")[1] for a in not_loaded} == {"camera_head", "point_head", "depth_head", "track_head"}
+    assert all("VGGT checkpoint" in a.suggestion for a in not_loaded)
+    assert report.summary()["pi3_loaded"] == 2 * TINY.depth * 18

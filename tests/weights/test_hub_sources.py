@@ -1,5 +1,6 @@
 """Hub repo ids go through huggingface_hub's cache; offline without a cached copy fails fast and says what it tried."""
 
+import json
 import time
 
 import pytest
@@ -21,6 +22,16 @@ def offline_cache(tmp_path, monkeypatch):
     return cache
 
 
+def cached_snapshot(cache, repo_id: str):
+    """The folder huggingface_hub's cache keeps a repo's files in (what a previous download left)."""
+    repo_folder = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo_folder / "snapshots" / ("b" * 40)
+    snapshot.mkdir(parents=True)
+    (repo_folder / "refs").mkdir()
+    (repo_folder / "refs" / "main").write_text("b" * 40)
+    return snapshot
+
+
 def test_offline_without_a_cached_copy_fails_fast_naming_repo_and_files(offline_cache):
     start = time.perf_counter()
     with pytest.raises(WeightsSourceError) as raised:
@@ -31,10 +42,7 @@ def test_offline_without_a_cached_copy_fails_fast_naming_repo_and_files(offline_
 
 
 def test_a_cached_repo_loads_offline(offline_cache):
-    snapshot = offline_cache / "models--owner--tiny-vggt" / "snapshots" / ("a" * 40)
-    snapshot.mkdir(parents=True)
-    (offline_cache / "models--owner--tiny-vggt" / "refs").mkdir()
-    (offline_cache / "models--owner--tiny-vggt" / "refs" / "main").write_text("a" * 40)
+    snapshot = cached_snapshot(offline_cache, "owner/tiny-vggt")
     state = tiny_state()
     write_safetensors(snapshot / "model.safetensors", state)
     model, report = build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/tiny-vggt")
@@ -52,3 +60,34 @@ def test_an_unreachable_hub_uses_the_cache_only_and_fails_in_seconds(tmp_path, m
     with pytest.raises(WeightsSourceError, match="unreachable, cache only"):
         build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="yyfz233/Pi3", dry_run=True)
     assert time.perf_counter() - start < 5
+
+
+def test_a_cached_sharded_repo_loads_offline_through_its_index(offline_cache):
+    snapshot = cached_snapshot(offline_cache, "owner/sharded-vggt")
+    state = tiny_state()
+    keys = list(state)
+    weight_map = {}
+    for number, part in enumerate((keys[:300], keys[300:]), start=1):
+        name = f"model-0000{number}-of-00002.safetensors"
+        write_safetensors(snapshot / name, {k: state[k] for k in part})
+        weight_map.update({k: name for k in part})
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    _, report = build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/sharded-vggt", dry_run=True)
+    assert report.summary()["checkpoint_loaded"] == len(state)
+    assert len(report.sources["checkpoint"]["files"]) == 2
+
+
+def test_a_gated_repo_says_to_accept_its_terms(monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    class Gated(GatedRepoError):
+        def __init__(self):
+            Exception.__init__(self, "403 gated")
+
+    def refuse(*args, **kwargs):
+        raise Gated()
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", refuse)
+    monkeypatch.setattr("vggt_mv.weights.hub.hub_reachable", lambda endpoint: True)
+    with pytest.raises(WeightsSourceError, match="gated: accept its terms"):
+        build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/gated-model", dry_run=True)

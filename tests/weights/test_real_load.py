@@ -7,7 +7,7 @@ import torch
 
 from tests.support.checkpoints import pi3_layout_state, tiny_source_model, tiny_state, write_safetensors
 from tests.support.models import random_images
-from vggt_mv import VGGTMVConfig
+from vggt_mv import VGGT_MV, VGGTMVConfig
 from vggt_mv.weights import build_and_load, load_weights
 
 TINY = VGGTMVConfig.from_preset("tiny")
@@ -132,3 +132,25 @@ def test_loading_into_an_already_built_model_through_the_model_method(tmp_path):
     torch.testing.assert_close(model.depth_head.norm.weight, state["depth_head.norm.weight"])
     dry = model.load_pretrained_weights(checkpoint=path, dry_run=True)
     assert dry.dry_run and dry.summary()["checkpoint_loaded"] == len(state)
+
+
+def test_decoder_plus_encoder_loads_pi3s_encoder_into_a_dinov2_patch_embed(tmp_path):
+    config = VGGTMVConfig.from_preset("tiny", embed_dim=384, num_heads=6, patch_embed="dinov2_vits14_reg", depth=2,
+                                      dpt_intermediate_layer_idx=[0, 1, 1, 1], enable_camera=False,
+                                      enable_point=False, enable_depth=False, enable_track=False)
+    torch.manual_seed(0)
+    state = {k: v.contiguous() for k, v in VGGT_MV(config).state_dict().items()}
+    prefix = "aggregator.patch_embed."
+    encoder = {"encoder." + k[len(prefix):]: v + 1.0 for k, v in state.items()
+               if k.startswith(prefix) and not k.endswith("mask_token")}  # Pi3's encoder has no mask_token
+    checkpoint = write_safetensors(tmp_path / "vggt.safetensors", state)
+    pi3 = write_safetensors(tmp_path / "pi3.safetensors", encoder)
+    model, report = build_and_load(config, checkpoint=checkpoint, pi3=pi3, pi3_rules="decoder+encoder")
+    assert report.summary()["pi3_loaded"] == len(encoder) == report.summary()["overridden"]
+    torch.testing.assert_close(model.aggregator.patch_embed.blocks[11].mlp.fc2.weight,
+                               encoder["encoder.blocks.11.mlp.fc2.weight"])
+    torch.testing.assert_close(model.aggregator.patch_embed.pos_embed, encoder["encoder.pos_embed"])
+    torch.testing.assert_close(model.aggregator.patch_embed.mask_token, state[prefix + "mask_token"])
+    _, decoder_only = build_and_load(config, checkpoint=checkpoint, pi3=pi3, dry_run=True)
+    assert decoder_only.summary()["unexpected"]["pi3"] == len(encoder)
+    assert {a.kind for a in decoder_only.anomalies} >= {"source_contributed_nothing", "rule_matched_nothing"}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from vggt_mv.weights.errors import WeightsSourceError, first_line
+from vggt_mv.weights.meta_build import build_on_meta
 from vggt_mv.weights.plan import LoadPlan, plan_load
 from vggt_mv.weights.report import LoadReport
 from vggt_mv.weights.rules import checkpoint_rules, pi3_rules
@@ -16,9 +19,12 @@ from vggt_mv.weights.sources import Source, TensorInfo, open_source
 logger = logging.getLogger(__name__)
 
 
-def model_layout(model: nn.Module) -> dict[str, TensorInfo]:
-    """{state_dict key: shape and dtype}; works on the meta device without touching data."""
-    return {key: TensorInfo(tuple(value.shape), value.dtype) for key, value in model.state_dict().items()}
+def model_layout(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str, TensorInfo]:
+    """{state_dict key: shape and dtype (floating ones as `dtype` if given)}; works on the meta device."""
+    def final_dtype(value: torch.Tensor) -> torch.dtype:
+        return dtype if dtype is not None and value.is_floating_point() else value.dtype
+
+    return {key: TensorInfo(tuple(value.shape), final_dtype(value)) for key, value in model.state_dict().items()}
 
 
 def open_sources(checkpoint, pi3, pi3_rule_set: str, with_data: bool) -> list[tuple[Source, list]]:
@@ -47,8 +53,13 @@ def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
         module._buffers[name] = value
 
 
+def has_own_init(module: nn.Module) -> bool:
+    """Whether the module has an init of its own (torch's layers and every VGGT_MV module that owns tensors)."""
+    return hasattr(module, "reset_parameters") or hasattr(module, "_reset_parameters")
+
+
 def _initialise_module(module: nn.Module) -> None:
-    """Run the module's own init for its direct tensors (every module of VGGT_MV has one)."""
+    """Run the module's own init (it may also re-initialise descendants, as nn.MultiheadAttention does)."""
     if hasattr(module, "reset_parameters"):
         module.reset_parameters()
     elif hasattr(module, "_reset_parameters"):
@@ -59,48 +70,107 @@ def _initialise_module(module: nn.Module) -> None:
             nn.init.normal_(parameter, std=0.02)
 
 
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+@contextmanager
+def only_fresh_tensors_visible(module: nn.Module, path: str, fresh: set[str]):
+    """Swap every tensor under `module` that is not freshly materialised for a meta stand-in while an init runs,
+    so an init that reaches into descendants can never overwrite loaded (memory-mapped) values."""
+    hidden = []
+    for sub_path, sub in module.named_modules(prefix=path):
+        for table in (sub._parameters, sub._buffers):
+            for name, tensor in table.items():
+                if tensor is not None and _join(sub_path, name) not in fresh and not tensor.is_meta:
+                    hidden.append((table, name, tensor))
+                    stand_in = torch.empty_like(tensor, device="meta")
+                    table[name] = nn.Parameter(stand_in, tensor.requires_grad) if table is sub._parameters else stand_in
+    try:
+        yield
+    finally:
+        for table, name, tensor in hidden:
+            table[name] = tensor
+
+
 def _materialise_random(model: nn.Module, random_keys: list[str], device: torch.device) -> None:
-    """Give meta tensors that stay random real storage and their module's init, keeping loaded siblings."""
-    owners: dict[int, tuple[nn.Module, list[str]]] = {}
+    """Give meta tensors that stay random real storage, then run inits in construction order (children before
+    parents, so a parent that re-initialises its descendants has the last word), never touching loaded tensors."""
+    fresh: set[str] = set()
+    owners: dict[str, nn.Module] = {}
     for key in random_keys:
         module, name = _owner(model, key)
         tensor = module._parameters.get(name, module._buffers.get(name))
         if tensor is not None and tensor.is_meta:
-            owners.setdefault(id(module), (module, []))[1].append(name)
+            # Not module.to_empty(): it swaps .data of every parameter of the module in place, loaded ones included.
+            _set_tensor(module, name, torch.empty_like(tensor, device=device))
+            fresh.add(key)
+            owners[key.rpartition(".")[0]] = module
+    if not owners:
+        return
     with torch.no_grad():
-        for module, _ in owners.values():
-            kept = {name: tensor for name, tensor in list(module._parameters.items()) + list(module._buffers.items())
-                    if tensor is not None and not tensor.is_meta}
-            module.to_empty(device=device, recurse=False)
-            _initialise_module(module)
-            for name, tensor in kept.items():
-                _set_tensor(module, name, tensor)
+        to_initialise = dict(owners)
+        for path in owners:
+            parts = path.split(".") if path else []
+            for depth in range(len(parts)):
+                ancestor_path = ".".join(parts[:depth])
+                ancestor = model.get_submodule(ancestor_path) if ancestor_path else model
+                if has_own_init(ancestor):
+                    to_initialise[ancestor_path] = ancestor
+        for path in sorted(to_initialise, key=lambda p: -len(p.split(".")) if p else 0):
+            with only_fresh_tensors_visible(to_initialise[path], path, fresh):
+                _initialise_module(to_initialise[path])
+
+
+def resolve_loaded_values(plan: LoadPlan, sources: dict[str, Source],
+                          dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Every tensor the plan loads (memory-mapped views where possible), gathered before the model is touched,
+    so a source that fails now still leaves the model as it was."""
+    values = {}
+    for key, assignment in plan.assignments.items():
+        if assignment.status not in ("checkpoint", "pi3"):
+            continue
+        source = sources[assignment.status]
+        try:
+            value = source.tensor(assignment.source_key)
+        except (OSError, RuntimeError) as error:
+            raise WeightsSourceError(f"{source.location}: cannot read tensor {assignment.source_key!r} "
+                                     f"({first_line(error)})") from None
+        if assignment.rule is not None and assignment.rule.transform is not None:
+            value = assignment.rule.transform(value)
+        target_dtype = dtype or plan.layout[key].dtype
+        if value.dtype != target_dtype and value.is_floating_point():
+            value = value.to(target_dtype)
+        values[key] = value
+    return values
+
+
+def meta_tensor_names(model: nn.Module) -> list[str]:
+    """Parameters and buffers still without data (a meta build whose model forgot a non-persistent buffer)."""
+    named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    return [name for name, tensor in named if tensor is not None and tensor.is_meta]
 
 
 def apply_plan(model: nn.Module, plan: LoadPlan, sources: dict[str, Source], dtype: torch.dtype | None,
                device: torch.device) -> None:
-    """Assign loaded tensors, copy derived ones, initialise random ones, restore non-persistent buffers."""
+    """Assign loaded tensors, initialise random ones, copy derived ones, restore non-persistent buffers."""
+    values = resolve_loaded_values(plan, sources, dtype)
     with torch.no_grad():
-        for key, assignment in plan.assignments.items():
-            if assignment.status not in ("checkpoint", "pi3"):
-                continue
-            module, name = _owner(model, key)
-            value = sources[assignment.status].tensor(assignment.source_key)
-            if assignment.rule is not None and assignment.rule.transform is not None:
-                value = assignment.rule.transform(value)
-            target_dtype = dtype or plan.layout[key].dtype
-            if value.dtype != target_dtype and value.is_floating_point():
-                value = value.to(target_dtype)
-            _set_tensor(module, name, value)
+        for key, value in values.items():
+            _set_tensor(*_owner(model, key), value)
         random_keys = [key for key, a in plan.assignments.items() if a.status == "random"]
         _materialise_random(model, random_keys, device)
         for key, assignment in plan.assignments.items():
             if assignment.status == "derived":
-                module, name = _owner(model, key)
                 source_module, source_name = _owner(model, assignment.source_key)
-                _set_tensor(module, name, getattr(source_module, source_name).detach().clone())
+                _set_tensor(*_owner(model, key), getattr(source_module, source_name).detach().clone())
     if hasattr(model, "init_non_persistent_buffers"):
         model.init_non_persistent_buffers(device)
+    left_on_meta = meta_tensor_names(model)
+    if left_on_meta:
+        raise RuntimeError(f"after loading, {len(left_on_meta)} tensors have no data: {left_on_meta[:5]}; they are "
+                           "not in state_dict (non-persistent buffers), so the model's init_non_persistent_buffers() "
+                           "must recreate them")
 
 
 def load_weights(model: nn.Module, checkpoint: str | Path | None = None, pi3: str | Path | None = None,
@@ -108,10 +178,16 @@ def load_weights(model: nn.Module, checkpoint: str | Path | None = None, pi3: st
                  dtype: torch.dtype | None = None) -> LoadReport:
     """Load the VGGT checkpoint over the whole model, then Pi3 by rules; report where every tensor came from.
 
-    A bad source raises WeightsSourceError before the model is touched. With dry_run only headers are read.
+    Sources are local files/folders or Hub repo ids (see sources.py). Every source is opened and planned
+    against before the model is touched: a bad source raises WeightsSourceError and changes nothing.
+    `dry_run` reads headers only and leaves the model as it is (it may stay on the meta device).
+    A real load assigns loaded tensors without copying (memory-mapped), initialises the meta tensors that
+    stay `random` with their module's own init (a model that already has data keeps its values there),
+    copies `derived` ones, then moves the model to `device` (default: where it was; CPU for a meta model)
+    and `dtype` (default: unchanged; the report's per-tensor dtype is the final one).
     """
     sources = open_sources(checkpoint, pi3, pi3_rules, with_data=not dry_run)
-    plan = plan_load(model_layout(model), sources)
+    plan = plan_load(model_layout(model, dtype), sources)
     report = LoadReport.from_plan(plan, dry_run=dry_run)
     if dry_run:
         return report
@@ -129,8 +205,7 @@ def build_and_load(config, checkpoint: str | Path | None = None, pi3: str | Path
     """Build VGGT_MV on the meta device and load into it; returns (model or None for a dry run, report)."""
     from vggt_mv.model import VGGT_MV
 
-    with torch.device("meta"):
-        model = VGGT_MV(config)
+    model = build_on_meta(lambda: VGGT_MV(config))
     report = load_weights(model, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules, dry_run=dry_run,
                           device=device, dtype=dtype)
     if dry_run:

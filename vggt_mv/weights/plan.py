@@ -43,8 +43,8 @@ class RuleUse:
     source: str
     rule: Rule
     matched: int = 0
-    index_pairs: list[tuple[int, int]] = field(default_factory=list)
-    example: tuple[str, str] | None = None
+    # (source stack, source index, target stack, target index), e.g. ("decoder", 34, "aggregator.frame_blocks", 17)
+    index_moves: list[tuple[str, int, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,10 +60,32 @@ class LoadPlan:
     sources: list[Source]
 
 
-def _block_index(key: str) -> int | None:
-    """The first `.N.` index in a model key (which block of a stack)."""
+def split_block_index(key: str) -> tuple[str, int] | None:
+    """("aggregator.frame_blocks", 3) for "aggregator.frame_blocks.3.attn.qkv.weight"; None without an index."""
     match = re.search(r"\.(\d+)\.", key)
-    return int(match.group(1)) if match else None
+    return (key[:match.start()], int(match.group(1))) if match else None
+
+
+def matched_keys(source: Source, rules: list[Rule], layout: dict[str, TensorInfo]) -> tuple[list, list[str]]:
+    """(source_key, info, rule, target) for keys a rule maps onto a model key (the first such rule wins),
+    canonical spellings before aliases; and the keys no rule maps (unexpected)."""
+    matched, unused = [], []
+    for source_key, info in source.tensors.items():
+        rule, target = next(((r, t) for r in rules if (t := r.map_key(source_key)) in layout), (None, None))
+        if rule is None:
+            unused.append(source_key)
+        else:
+            matched.append((source_key, info, rule, target))
+    matched.sort(key=lambda item: item[2].is_alias)  # stable: file order otherwise
+    return matched, unused
+
+
+def record_use(use: RuleUse, source_key: str, target: str) -> None:
+    """Count a match, and where its block index moved."""
+    use.matched += 1
+    source_index, target_index = split_block_index(source_key), split_block_index(target)
+    if use.rule.indexed and source_index and target_index:
+        use.index_moves.append((*source_index, *target_index))
 
 
 def plan_load(layout: dict[str, TensorInfo], sources: list[tuple[Source, list[Rule]]]) -> LoadPlan:
@@ -76,37 +98,26 @@ def plan_load(layout: dict[str, TensorInfo], sources: list[tuple[Source, list[Ru
     for source, rules in sources:
         uses = {rule.name: RuleUse(source.role, rule) for rule in rules}
         rule_uses.extend(uses.values())
-        unused: list[str] = []
-        claimed: dict[str, str] = {}
-        for source_key, info in source.tensors.items():
-            rule, target = next(((r, t) for r in rules if (t := r.map_key(source_key)) is not None), (None, None))
-            if rule is None or target not in layout:
-                unused.append(source_key)
-                continue
-            use = uses[rule.name]
-            use.matched += 1
-            use.example = use.example or (source_key, target)
-            if rule.index_group:
-                source_index = int(rule.pattern.fullmatch(source_key).group(int(rule.index_group)))
-                use.index_pairs.append((source_index, _block_index(target)))
+        matched, unexpected[source.role] = matched_keys(source, rules, layout)
+        claimed: set[str] = set()
+        for source_key, info, rule, target in matched:
+            record_use(uses[rule.name], source_key, target)
             if target in claimed:
                 aliases[target].append(source_key)
                 continue
-            claimed[target] = source_key
+            claimed.add(target)
             model_shape = layout[target].shape
-            shape = rule.target_shape(info.shape)
-            if shape != model_shape:
+            if rule.target_shape(info.shape) != model_shape:
                 mismatched.append(Mismatch(target, source.role, source_key, model_shape, info.shape))
                 continue
             previous = assignments.get(target)
             overrode = None if previous is None else {"source": previous.status, "source_key": previous.source_key}
             assignments[target] = Assignment(source.role, source_key, info.dtype, rule, overrode)
-        unexpected[source.role] = unused
     for key in layout:
         if key in assignments:
             continue
         origin = derived_source(key)
-        loaded_origin = origin is not None and origin in assignments and assignments[origin].status in ("checkpoint", "pi3")
+        loaded_origin = origin in assignments and assignments[origin].status in ("checkpoint", "pi3")
         if loaded_origin and layout[origin].shape == layout[key].shape:
             assignments[key] = Assignment("derived", origin, assignments[origin].source_dtype)
         else:

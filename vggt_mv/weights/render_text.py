@@ -9,6 +9,7 @@ from vggt_mv.weights.tree import STATUSES, group_children, loaded_share
 
 BAR_WIDTH = 20
 UNEXPECTED_PREFIX_DEPTH = 2
+LABEL_WIDTH = 24
 
 
 def coverage_bar(share: float) -> str:
@@ -73,9 +74,9 @@ def render_report(report: LoadReport, max_depth: int = 3) -> str:
         lines.extend(f"    note: {note}" for note in source["notes"])
     lines.append("")
     for name in ("checkpoint_loaded", "pi3_loaded", "derived", "random", "overridden", "mismatched"):
-        lines.append(f"  {name:<18} {summary[name]:>6} tensors  {human_count(parameters[name]):>8} parameters")
+        lines.append(f"  {name:<{LABEL_WIDTH}} {summary[name]:>6} tensors  {human_count(parameters[name]):>8} parameters")
     for role, count in summary["unexpected"].items():
-        lines.append(f"  unexpected ({role}) {count:>6} tensors")
+        lines.append(f"  {f'unexpected ({role})':<{LABEL_WIDTH}} {count:>6} tensors (of the source)")
     lines.append(f"  loaded: {parameters['loaded_fraction']:.2%} of parameters")
     lines += ["", "Module tree (#: loaded share of parameters):"]
     lines += render_tree(report.tree(), max_depth=max_depth)
@@ -89,8 +90,8 @@ def render_report(report: LoadReport, max_depth: int = 3) -> str:
             lines += [f"  {group}" for group in unexpected_by_prefix(keys)]
     lines += ["", "Rules (tensors matched):"]
     for rule in report.rules:
-        mapped = "; ".join(rule["mappings"]) or rule["description"]
-        lines.append(f"  {rule['name']:<22} {rule['matched']:>5}  {mapped}")
+        lines.append(f"  {rule['name']:<22} {rule['matched']:>5}  {rule['description']}")
+        lines.extend(f"  {'':<22}        {mapping}" for mapping in rule["mappings"])
     if report.anomalies:
         lines += ["", "ANOMALIES:"]
         for anomaly in report.anomalies:

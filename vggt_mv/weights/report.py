@@ -1,23 +1,42 @@
 """LoadReport: the provenance of every model tensor as plain data; text, JSON, treemap and tree are views.
 
-JSON schema of `LoadReport.to_dict()` (schema_version 1; every count is an int):
+JSON schema of `LoadReport.to_dict()` (schema_version 1; every count is an int; new keys may be added,
+existing ones keep their meaning):
 
     schema_version: 1
-    dry_run: bool
-    sources: {role: {location, format, files: [str], num_tensors, notes: [str]}}      role: checkpoint | pi3
+    dry_run: bool                               true: computed from headers only, no tensor data read
+    sources: {role: {location, format, files: [str], num_tensors, notes: [str]}}
+             role: "checkpoint" | "pi3"; format: "safetensors" | "torch"; notes: what was unwrapped or stripped
+             (wrapper dict, `module.` prefix, legacy torch file) and dtype conversions
+             ("1797 tensors stored as float16, loaded as float32")
     summary: {checkpoint_loaded, pi3_loaded, derived, random, missing (= random), overridden, mismatched,
               unexpected: {role: n}, total, loaded_fraction,
               parameters: {checkpoint_loaded, pi3_loaded, derived, random, missing, overridden, mismatched,
                            total, loaded_fraction}}
+             counts of model tensors by final status (each counted once; `parameters` counts elements);
+             overridden: loaded by a later source over an earlier one; mismatched: model tensors some source
+             offered with the wrong shape; unexpected: source keys no rule used (counted in source tensors);
+             loaded_fraction: share not random
     tensors: [{key, shape: [int], dtype, numel, status, source, source_key, source_dtype, overrode}]
-             status: checkpoint | pi3 | derived | random; source: role or null; overrode: null or
-             {source, source_key} of the tensor an earlier source had put there
-    mismatched: [{key, source, source_key, model_shape, source_shape}]
-    unexpected: {role: [source_key]}            keys of a source that no rule used
-    aliases: {model_key: [source_key]}          extra source keys that named an already-loaded tensor
-    rules: [{source, name, description, matched, mappings: [str]}]   e.g. "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"
-    anomalies: [{kind, message, suggestion}]
-    tree: {module_path: {tensors: {status: n}, parameters: {status: n}}}   "" is the whole model
+             one per model state_dict entry, in model order; dtype: the model's (final) dtype;
+             status: "checkpoint" | "pi3" (loaded from that source) | "derived" (copied from the loaded
+             model tensor `source_key`: dual-stream blocks) | "random" (no source: initialised by its module
+             after a meta build, or kept as it was in an already built model);
+             source: role or null; source_dtype: dtype stored in the source (null if random);
+             overrode: null or {source, source_key} of what an earlier source had put there
+    mismatched: [{key, source, source_key, model_shape, source_shape}]    never loaded; the target keeps
+             what it had (e.g. Pi3 register_token [1, 1, 5, 1024] vs [1, 2, 4, 1024])
+    unexpected: {role: [source_key]}            keys of a source that no rule mapped onto a model key
+    aliases: {model_key: [source_key]}          further source keys naming an already-loaded tensor
+                                                (`view_blocks.*` next to `global_blocks.*`)
+    rules: [{source, name, description, matched, mappings: [str]}]   matched: source keys mapped onto model
+             keys; mappings: block index moves, one per (source stack, target stack), e.g.
+             "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"
+    anomalies: [{kind, message, suggestion}]    kind: "prefix_mismatch" | "stripped_prefix" |
+             "source_contributed_nothing" | "rule_matched_nothing" | "module_not_loaded"
+    tree: {module_path: {tensors: {status: n}, parameters: {status: n}}}   every module above a tensor
+             ("" is the whole model); only statuses present; `tree.group_children` collapses numbered
+             siblings with the same status mix into ranges such as "aggregator.frame_blocks.{0..17}"
 """
 
 from __future__ import annotations
@@ -28,6 +47,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from vggt_mv.weights.plan import LoadPlan
+from vggt_mv.weights.rules import canonical_key
 from vggt_mv.weights.tree import build_tree, collapse_indices, loaded_share
 
 SCHEMA_VERSION = 1
@@ -81,8 +101,8 @@ class LoadReport:
         rules = [{"source": use.source, "name": use.rule.name, "description": use.rule.description,
                   "matched": use.matched, "mappings": rule_mappings(use)} for use in plan.rule_uses]
         sources = {source.role: {"location": source.location, "format": source.format,
-                                 "files": [str(path) for path in source.files],
-                                 "num_tensors": len(source.tensors), "notes": list(source.notes)}
+                                 "files": [str(path) for path in source.files], "num_tensors": len(source.tensors),
+                                 "notes": list(source.notes) + dtype_notes(plan, source.role)}
                    for source in plan.sources}
         report = cls(dry_run, tensors, mismatched, plan.unexpected, plan.aliases, rules, sources)
         report.anomalies = find_anomalies(report, plan)
@@ -137,16 +157,29 @@ class LoadReport:
         return json.dumps(self.to_dict(), indent=indent)
 
 
+def dtype_notes(plan: LoadPlan, role: str) -> list[str]:
+    """'1797 tensors stored as float16, loaded as float32': precision a user would otherwise not notice."""
+    conversions = Counter((dtype_name(a.source_dtype), dtype_name(plan.layout[key].dtype))
+                          for key, a in plan.assignments.items()
+                          if a.status == role and a.source_dtype != plan.layout[key].dtype)
+    return [f"{count} tensors stored as {stored}, loaded as {loaded}"
+            for (stored, loaded), count in sorted(conversions.items())]
+
+
 def rule_mappings(use) -> list[str]:
-    """'decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}' for rules that move indexed blocks."""
-    if not use.index_pairs or use.example is None:
-        return []
-    source_key, target_key = use.example
-    source_prefix = re.split(r"\.\d+\.", source_key, maxsplit=1)[0]
-    target_prefix = re.split(r"\.\d+\.", target_key, maxsplit=1)[0]
-    sources = collapse_indices([s for s, _ in use.index_pairs])
-    targets = collapse_indices([t for _, t in use.index_pairs if t is not None])
-    return [f"{source_prefix}.{sources} -> {target_prefix}.{targets}"]
+    """'decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}', one line per (source stack, target stack)."""
+    moves: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+    for source_stack, source_index, target_stack, target_index in use.index_moves:
+        sources, targets = moves.setdefault((source_stack, target_stack), ([], []))
+        sources.append(source_index)
+        targets.append(target_index)
+    return [f"{source_stack}.{collapse_indices(sources)} -> {target_stack}.{collapse_indices(targets)}"
+            for (source_stack, target_stack), (sources, targets) in moves.items()]
+
+
+def is_model_key(key: str, layout: dict) -> bool:
+    """A model key as spelled, or through an alias (`view_blocks` for `global_blocks`)."""
+    return key in layout or canonical_key(key) in layout
 
 
 def _prefix_fixes(unused: list[str], layout: dict) -> tuple[str, float] | None:
@@ -157,10 +190,10 @@ def _prefix_fixes(unused: list[str], layout: dict) -> tuple[str, float] | None:
     top_modules = {key.split(".", 1)[0] for key in layout}
     for key in unused:
         for module in top_modules:
-            if f"{module}.{key}" in layout:
+            if is_model_key(f"{module}.{key}", layout):
                 candidates[f"+{module}."] += 1
         head = key.split(".", 1)
-        if len(head) == 2 and head[1] in layout:
+        if len(head) == 2 and is_model_key(head[1], layout):
             candidates[f"-{head[0]}."] += 1
     if not candidates:
         return None
@@ -210,10 +243,14 @@ def find_anomalies(report: LoadReport, plan: LoadPlan) -> list[Anomaly]:
                 "rule_matched_nothing", f"Rule {use.rule.name} ({use.rule.description}) matched no key of the "
                 f"{use.source} source.", "Check the source is what this rule set expects, or choose another rule set."))
     unused_total = sum(len(keys) for keys in report.unexpected.values())
+    has_checkpoint = any(source.role == "checkpoint" for source in plan.sources)
     for module in empty_modules:
         if unused_total >= MANY_UNUSED_KEYS:
+            suggestion = ("Compare the unused keys with this module's keys (a missing or stray prefix is the usual "
+                          "cause)." if has_checkpoint else
+                          "Pi3 rules only fill the aggregator: also give a VGGT checkpoint (e.g. facebook/VGGT-1B) "
+                          "for this module, or list it with --expect-random if it is meant to stay random.")
             anomalies.append(Anomaly(
                 "module_not_loaded",
-                f"Module '{module}' is 0% loaded while the sources have {unused_total} unused keys.",
-                "Compare the unused keys with this module's keys (a missing or stray prefix is the usual cause)."))
+                f"Module '{module}' is 0% loaded while the sources have {unused_total} unused keys.", suggestion))
     return anomalies

@@ -15,8 +15,8 @@ import torch
 
 PI3_RULE_SETS = ("decoder", "decoder+encoder")
 # Aliases of the aggregator's stacks that code registering them as submodules would have saved.
-ALIASES = (("aggregator.time_blocks.", "aggregator.frame_blocks."),
-           ("aggregator.view_blocks.", "aggregator.global_blocks."))
+ALIASES = {"time_blocks": "frame_blocks", "view_blocks": "global_blocks"}
+ALIAS_KEY = re.compile(r"((?:.+\.)?)(time_blocks|view_blocks)\.(\d+)\.(.+)")
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,9 @@ class Rule:
     description: str
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     transformed_shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None
-    index_group: str | None = None
-    optional: bool = False
+    indexed: bool = False  # moves numbered blocks: the report lists which indices went where
+    optional: bool = False  # matching nothing is normal (no anomaly)
+    is_alias: bool = False  # its keys name tensors that the canonical spelling also names; canonical wins
 
     def map_key(self, key: str) -> str | None:
         """The model key for a source key, or None when the rule does not apply."""
@@ -43,22 +44,26 @@ class Rule:
 
 
 def canonical_key(key: str) -> str:
-    """Map alias spellings (`aggregator.view_blocks.*`, `aggregator.time_blocks.*`) to the stored names."""
-    for alias, canonical in ALIASES:
-        if key.startswith(alias):
-            return canonical + key[len(alias):]
-    return key
+    """Map alias spellings (`*time_blocks.N.*`, `*view_blocks.N.*`, under any prefix) to the stored names.
+
+    Use it only for keys that are not model keys: the track head's own `time_blocks` are real modules.
+    """
+    match = ALIAS_KEY.fullmatch(key)
+    if match is None:
+        return key
+    prefix, alias, index, rest = match.groups()
+    return f"{prefix}{ALIASES[alias]}.{index}.{rest}"
 
 
 def checkpoint_rules() -> list[Rule]:
     """A VGGT/VGGT_MV checkpoint maps onto the whole model, key for key (aliases to their stored names)."""
     return [
-        Rule("checkpoint:alias", re.compile(r"aggregator\.(time|view)_blocks\.(\d+)\.(.+)"),
-             lambda m: canonical_key(m.group(0)),
-             "aggregator.{time,view}_blocks.* -> aggregator.{frame,global}_blocks.* (aliases)", index_group="2",
-             optional=True),
         Rule("checkpoint:identity", re.compile(r"(.+)"), lambda m: m.group(1),
              "every key -> the same key of the whole model"),
+        # Only for keys that are not model keys themselves (the track head has real `time_blocks`).
+        Rule("checkpoint:alias", ALIAS_KEY, lambda m: canonical_key(m.group(0)),
+             "*.{time,view}_blocks.* -> *.{frame,global}_blocks.* (aliases)", indexed=True, optional=True,
+             is_alias=True),
     ]
 
 
@@ -75,15 +80,15 @@ def pi3_rules(rule_set: str = "decoder") -> list[Rule]:
         raise ValueError(f"unknown Pi3 rule set {rule_set!r}; choose one of {', '.join(PI3_RULE_SETS)}")
     rules = [
         Rule("pi3:decoder-even", re.compile(r"decoder\.(\d*[02468])\.(.+)"), _decoder_target,
-             "decoder.{even i}.* -> aggregator.frame_blocks.{i/2}.*", index_group="1"),
+             "decoder.{even i}.* -> aggregator.frame_blocks.{i/2}.*", indexed=True),
         Rule("pi3:decoder-odd", re.compile(r"decoder\.(\d*[13579])\.(.+)"), _decoder_target,
-             "decoder.{odd i}.* -> aggregator.global_blocks.{i//2}.*", index_group="1"),
+             "decoder.{odd i}.* -> aggregator.global_blocks.{i//2}.*", indexed=True),
         Rule("pi3:register-token", re.compile(r"register_token"), lambda m: "aggregator.register_token",
              "register_token -> aggregator.register_token"),
     ]
     if rule_set == "decoder+encoder":
         rules.append(Rule("pi3:encoder", re.compile(r"encoder\.(.+)"), lambda m: f"aggregator.patch_embed.{m.group(1)}",
-                          "encoder.* -> aggregator.patch_embed.*"))
+                          "encoder.* -> aggregator.patch_embed.*", indexed=True))
     return rules
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from vggt_mv.weights.errors import WeightsSourceError
+from vggt_mv.weights.errors import WeightsSourceError, first_line
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -27,6 +27,8 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 WRAPPER_KEYS = ("model", "state_dict")
 DDP_PREFIX = "module."
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A missing `dir/file.safetensors` is a typo'd local path, not a Hub repo id: say "not found", never go online.
+LOCAL_ONLY_SUFFIXES = (".safetensors", ".json") + TORCH_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def open_safetensors_files(paths: list[Path], with_data: bool) -> tuple[dict[str
         info = infos[key]
         begin, end = entry["data_offsets"]
         raw = torch.empty(0, dtype=torch.uint8).set_(storages[path], data_start + begin, (end - begin,))
+        if (data_start + begin) % info.dtype.itemsize:
+            raw = raw.clone()  # writers that do not align tensors: a view would be refused, so copy this one
         return raw.view(info.dtype).view(info.shape)
 
     return infos, fetch
@@ -153,11 +157,10 @@ def open_torch_file(path: Path, notes: list[str]) -> dict[str, torch.Tensor]:
             notes.append("legacy (non-zip) torch file: read whole, cannot be memory-mapped")
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
         raise WeightsSourceError(f"{path}: refused to unpickle: it contains objects other than tensors, and "
-                                 f"loading it would run code ({first_line})") from None
+                                 f"loading it would run code ({first_line(error)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise WeightsSourceError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+        raise WeightsSourceError(f"{path}: not a readable torch checkpoint ({first_line(error)})") from None
     return unwrap_state_dict(obj, path, notes)
 
 
@@ -204,7 +207,7 @@ def open_source(role: str, location: str | Path, with_data: bool = False) -> Sou
     else:
         path = Path(location).expanduser()
     if not path.exists():
-        if looks_like_repo_id(str(location)):
+        if looks_like_repo_id(str(location)) and not str(location).endswith(LOCAL_ONLY_SUFFIXES):
             path = download_from_hub(str(location))
         else:
             raise WeightsSourceError(f"{role} weights not found: {location} (no such file, and not a Hub repo id)")

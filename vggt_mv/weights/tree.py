@@ -8,7 +8,7 @@ STATUSES = ("checkpoint", "pi3", "derived", "random")
 
 
 def collapse_indices(indices: list[int]) -> str:
-    """[0..17] -> "{0..17}", evens -> "{0..34 even}", else runs joined: "{0..3,7,9..12}"."""
+    """[0..17] -> "{0..17}", evens -> "{0..34 even}", else runs joined: "{0..3,7,9,10}"."""
     values = sorted(set(indices))
     if not values:
         return "{}"
@@ -24,7 +24,10 @@ def collapse_indices(indices: list[int]) -> str:
         if value is not None and value == previous + 1:
             previous = value
             continue
-        runs.append(f"{start}..{previous}" if previous > start else str(start))
+        if previous - start >= 2:
+            runs.append(f"{start}..{previous}")
+        else:
+            runs.extend(str(index) for index in range(start, previous + 1))
         start = previous = value
     return "{" + ",".join(runs) + "}"
 
