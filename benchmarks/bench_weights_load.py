@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fresh_process import in_fresh_process, peak_rss_bytes  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from vggt_mv.weights.known_layouts import reference_layout  # noqa: E402
+
 PAGE_BYTES = 4096
 READ_CHUNK_BYTES = 64 * 1024 * 1024
 GIB = 1024 ** 3
@@ -69,7 +70,7 @@ def write_files(folder: Path, queue) -> None:
     for name, source in (("vggt", "vggt-1b"), ("pi3", "pi3")):
         if paths[name].exists():
             continue
-        layout = json.loads((REFERENCE / f"{source}.keys.json").read_text())["tensors"]
+        layout = reference_layout(source)
         tensors = {key: torch.randn(shape, generator=generator) * 0.02 for key, shape in layout.items()}
         save_file(tensors, str(paths[name]))
         if name == "vggt":

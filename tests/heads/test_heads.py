@@ -1,20 +1,15 @@
 """Heads: VGGT-1B key layout, activations users rely on, chunking invariance, small-image tracking."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
 from vggt_mv.heads import CameraHead, DPTHead, TrackHead
 from vggt_mv.heads.activations import activate_head, inverse_log_transform
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vggt-1b.keys.json"
-
+from vggt_mv.weights.known_layouts import reference_layout
 
 def reference_section(prefix: str) -> dict[str, list[int]]:
-    tensors = json.loads(REFERENCE.read_text())["tensors"]
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    tensors = reference_layout("vggt-1b")
+    return {k[len(prefix) + 1:]: list(v) for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 @pytest.mark.parametrize("prefix, build", [

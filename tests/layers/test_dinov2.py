@@ -1,15 +1,10 @@
 """DINOv2 patch embed: VGGT-1B's key names, and position embeddings for any multiple-of-14 size."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
 from vggt_mv.layers import vit_large, vit_small
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vggt-1b.keys.json"
-
+from vggt_mv.weights.known_layouts import reference_layout
 
 def test_vit_large_has_the_keys_and_shapes_of_vggt_1b_patch_embed():
     with torch.device("meta"):
@@ -17,7 +12,7 @@ def test_vit_large_has_the_keys_and_shapes_of_vggt_1b_patch_embed():
                         interpolate_offset=0.0, block_chunks=0, init_values=1.0)
     ours = {k: list(v.shape) for k, v in vit.state_dict().items()}
     prefix = "aggregator.patch_embed."
-    reference = {k[len(prefix):]: v for k, v in json.loads(REFERENCE.read_text())["tensors"].items()
+    reference = {k[len(prefix):]: list(v) for k, v in reference_layout("vggt-1b").items()
                  if k.startswith(prefix)}
     assert ours == reference
 

@@ -1,20 +1,18 @@
 """The default config's state_dict is VGGT-1B's, key for key and shape for shape."""
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from vggt_mv import VGGT_MV, VGGTMVConfig
+from vggt_mv.weights import known_layouts
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vggt-1b.keys.json"
 SPATIAL_MASK_HEAD = "aggregator.spatial_mask_head."
 
 
 def reference_layout() -> dict[str, list[int]]:
-    return json.loads(REFERENCE.read_text())["tensors"]
+    return {key: list(shape) for key, shape in known_layouts.reference_layout("vggt-1b").items()}
 
 
 def meta_model(**overrides) -> VGGT_MV:

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import torch
 
+from vggt_mv.weights.known_layouts import reference_layout  # noqa: F401 - re-exported for the tests
 from vggt_mv.weights.sources import SAFETENSORS_DTYPES
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference"
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
-
-
-def reference_layout(name: str) -> dict[str, list[int]]:
-    """Key -> shape of a real checkpoint ("vggt-1b" or "pi3")."""
-    return json.loads((REFERENCE_DIR / f"{name}.keys.json").read_text())["tensors"]
 
 
 def write_sparse_safetensors(path: Path, layout: dict[str, list[int]], dtype: torch.dtype = torch.float32) -> Path:
