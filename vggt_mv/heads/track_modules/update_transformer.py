@@ -33,17 +33,20 @@ class EfficientUpdateFormer(nn.Module):
             self.space_virtual2point_blocks = nn.ModuleList(
                 CrossAttnBlock(hidden_size, hidden_size, num_heads, mlp_ratio=mlp_ratio) for _ in range(space_depth))
         self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Virtual tracks start as unit Gaussians; every Linear below is Xavier with zero bias, the flow head tiny.
+
+        Descendants are re-initialised here (not in __init__) so a meta build that initialises what stayed random
+        gets the constructor's init."""
+        if self.virual_tracks is not None:
+            nn.init.normal_(self.virual_tracks)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.flow_head.weight, std=0.001)
-
-    def reset_parameters(self) -> None:
-        """Virtual tracks start as unit Gaussians."""
-        if self.virual_tracks is not None:
-            nn.init.normal_(self.virual_tracks)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, N, S, input_dim] -> updates [B, N, S, output_dim]."""
