@@ -111,3 +111,46 @@ def test_a_checkpoint_of_another_model_fails_any_threshold(tmp_path, capsys):
                               {f"layer{i}.conv.weight": torch.ones(2, 2) for i in range(12)})
     code, out, err = run_in_process(capsys, "--checkpoint", other, "--preset", "tiny", "--fail-under", "0.01")
     assert code == 1 and "loaded no tensor" in out and "FAIL: 0.0% of parameters loaded" in err
+
+
+def hostile_sources(tmp_path) -> dict[str, tuple[str, str]]:
+    """A few sources that once ended `inspect` with a traceback, and the phrase the one error line must have."""
+    state = tiny_state()
+    deep = tmp_path / "deep.safetensors"
+    header = b"[" * 100_000 + b"]" * 100_000
+    deep.write_bytes(len(header).to_bytes(8, "little") + header)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    complex_pt = tmp_path / "complex.pt"
+    torch.save({key: value.to(torch.complex64) for key, value in state.items()}, complex_pt)
+    nan = write_safetensors(tmp_path / "nan.safetensors",
+                            {**state, "aggregator.camera_token": torch.full((1, 2, 1, 64), float("nan"))})
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {"w": "../../../etc/passwd"}}')
+    return {"nul": ("model\x00.pt", "contains control characters"),
+            "deep": (str(deep), "nested too deeply"),
+            "empty": (str(tmp_path / "empty.pt"), "empty file"),
+            "complex": (str(complex_pt), "has dtype complex64; weights must be floating point"),
+            "nan": (str(nan), "1 tensor holds NaN or Inf values"),
+            "escaping index": (str(sharded), "outside the index's folder")}
+
+
+def test_hostile_sources_are_one_line_with_exit_code_two_and_no_json_written(tmp_path, capsys):
+    for name, (source, phrase) in hostile_sources(tmp_path).items():
+        report = tmp_path / f"{name}.json"
+        code, out, err = run_in_process(capsys, "--checkpoint", source, "--preset", "tiny", "--json", report)
+        assert code == 2 and out == "", name
+        assert err.startswith("error: ") and phrase in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert not report.exists(), name
+    assert sorted(p.name for p in tmp_path.glob("*.part")) == []
+
+
+def test_a_dtype_mismatch_is_listed_by_a_dry_run(tmp_path, capsys):
+    state = tiny_state()
+    path = write_safetensors(tmp_path / "int8.safetensors", {**state, "aggregator.camera_token":
+                                                             state["aggregator.camera_token"].to(torch.int8)})
+    code, out, _ = run_in_process(capsys, "--checkpoint", path, "--preset", "tiny", "--dry-run")
+    assert code == 0
+    assert "aggregator.camera_token <- checkpoint:aggregator.camera_token: model dtype float32 vs source dtype int8" \
+        in out
+    assert "a real load refuses this source" in out

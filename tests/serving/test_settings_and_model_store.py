@@ -36,3 +36,16 @@ def test_a_mostly_random_model_gets_a_banner_and_a_loaded_one_does_not(tmp_path)
     assert isinstance(loaded.model.aggregator.camera_token, torch.nn.Parameter)
     mostly_random = load_served_model(ServeSettings(checkpoint=str(partial), preset="tiny"))
     assert mostly_random.random_share > 0.9 and "Weights tab" in mostly_random.banner
+
+
+def test_replacing_the_served_model_refreshes_report_and_banner_and_forgets_cached_runs(tmp_path):
+    from vggt_mv import pipeline
+    from vggt_mv.weights import build_and_load
+
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    pipeline._cache["a run of the old model"] = object()
+    model, report = build_and_load(served.config, checkpoint=write_safetensors(tmp_path / "t.safetensors",
+                                                                               tiny_state()))
+    served.replace_model(model, report, mostly_random_share=0.5)
+    assert served.model is model and served.report is report and served.banner is None
+    assert pipeline.cached_reconstruction("a run of the old model") is None

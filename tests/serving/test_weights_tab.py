@@ -1,8 +1,12 @@
 """The Weights tab's logic: visitors cannot make the server read arbitrary paths; views come from the loader."""
 
+import tempfile
+
 import pytest
+import torch
 
 from tests.support.checkpoints import tiny_state, write_safetensors
+from vggt_mv.serving import weights_tab
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings
 from vggt_mv.serving.weights_tab import WeightsTabError, allowed_files, inspect, resolve_source, served_view
@@ -51,3 +55,56 @@ def test_loading_good_weights_clears_the_mostly_random_banner(weights_dir):
     assert served.banner and served.random_share == 1.0
     inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=True)
     assert served.banner is None and served.random_share == 0.0
+
+
+def test_loading_swaps_in_a_new_model_on_the_served_dtype_and_device(weights_dir):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    served.model.to(torch.bfloat16)
+    old_model = served.model
+    inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=True)
+    assert served.model is not old_model and not served.model.training
+    assert {p.dtype for p in served.model.parameters()} == {torch.bfloat16}
+    assert {p.device for p in served.model.parameters()} == {served.device}
+    state = tiny_state()
+    for key, value in served.model.state_dict().items():
+        assert torch.equal(value, state[key].to(torch.bfloat16)), key
+
+
+def test_dry_run_reports_go_to_one_bounded_folder_whatever_the_number_of_requests(weights_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    paths = {inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=False,
+                     allow_apply=False).json_path for _ in range(3)}
+    assert len(paths) == 1 and [p.name for p in (tmp_path / "tmp").iterdir()] == [weights_tab.REPORTS_FOLDER]
+    monkeypatch.setattr(weights_tab, "MAX_KEPT_REPORTS", 2)
+    state = tiny_state()
+    for count in (1, 2, 3):
+        write_safetensors(weights_dir / f"part{count}.safetensors", dict(list(state.items())[:count]))
+        newest = inspect(served, f"part{count}.safetensors", None, "", None, "decoder", weights_dir, apply=False,
+                         allow_apply=False).json_path
+    reports = sorted((tmp_path / "tmp").rglob("*.json"))
+    assert len(reports) == 2 and newest in map(str, reports)
+    assert not list((tmp_path / "tmp").rglob("*.part")), "no half-written report stays behind"
+
+
+@pytest.mark.parametrize("field", ["upload", "text"])
+def test_an_upload_or_text_with_a_nul_is_one_clear_message(weights_dir, field):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    text, upload = ("", "/tmp/up\x00.pt") if field == "upload" else ("tiny\x00.safetensors", None)
+    with pytest.raises(WeightsTabError, match="contains control characters"):
+        inspect(served, text, upload, "", None, "decoder", weights_dir, apply=False, allow_apply=False)
+
+
+def test_errors_name_files_as_the_visitor_gave_them_not_where_the_server_keeps_them(weights_dir, tmp_path):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    uploads = tmp_path / "server-upload-cache" / "a1b2"
+    uploads.mkdir(parents=True)
+    (uploads / "mine.pt").write_bytes(b"")
+    (weights_dir / "sub").mkdir()
+    (weights_dir / "sub" / "empty.pt").write_bytes(b"")
+    for text, upload, shown in (("", str(uploads / "mine.pt"), "mine.pt"), ("sub/empty.pt", None, "sub/empty.pt")):
+        for apply in (False, True):
+            with pytest.raises(WeightsTabError) as raised:
+                inspect(served, text, upload, "", None, "decoder", weights_dir, apply=apply, allow_apply=True)
+            assert str(raised.value).startswith(f"{shown}: empty file") and str(tmp_path) not in str(raised.value)

@@ -31,7 +31,8 @@ def test_vggt_then_pi3_decoder_gives_the_expected_provenance(sparse_sources, met
     assert summary["unexpected"] == {"checkpoint": 0, "pi3": 561}
     assert summary["random"] == summary["missing"] == 6
     assert report.mismatched == [{"key": "aggregator.register_token", "source": "pi3", "source_key": "register_token",
-                                  "model_shape": [1, 2, 4, 1024], "source_shape": [1, 1, 5, 1024]}]
+                                  "model_shape": [1, 2, 4, 1024], "source_shape": [1, 1, 5, 1024],
+                                  "reason": "shape", "model_dtype": "float32", "source_dtype": "float32"}]
     by_key = {t["key"]: t for t in report.tensors}
     assert by_key["aggregator.frame_blocks.17.attn.qkv.weight"]["source_key"] == "decoder.34.attn.qkv.weight"
     assert by_key["aggregator.global_blocks.0.mlp.fc2.bias"]["source_key"] == "decoder.1.mlp.fc2.bias"
@@ -77,6 +78,8 @@ def test_report_json_follows_the_documented_schema(sparse_sources, meta_model):
                          "aliases", "rules", "anomalies", "tree"}
     assert set(data["tensors"][0]) == {"key", "shape", "dtype", "numel", "status", "source", "source_key",
                                        "source_dtype", "overrode"}
+    assert set(data["mismatched"][0]) == {"key", "source", "source_key", "model_shape", "source_shape", "reason",
+                                          "model_dtype", "source_dtype"}
     assert data["tree"]["aggregator.frame_blocks.3"]["tensors"] == {"pi3": 18}
     assert data["tree"]["aggregator.frame_blocks.20"]["tensors"] == {"checkpoint": 18}
     assert data["tree"][""]["parameters"]["random"] == data["summary"]["parameters"]["random"]

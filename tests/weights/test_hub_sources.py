@@ -62,6 +62,14 @@ def test_an_unreachable_hub_uses_the_cache_only_and_fails_in_seconds(tmp_path, m
     assert time.perf_counter() - start < 5
 
 
+def cache_as_blob(snapshot, name: str, write) -> None:
+    """Store a file as huggingface_hub does: the data in `<repo>/blobs/`, a relative symlink in the snapshot."""
+    blobs = snapshot.parent.parent / "blobs"
+    blobs.mkdir(exist_ok=True)
+    write(blobs / f"blob-{name}")
+    (snapshot / name).symlink_to(f"../../blobs/blob-{name}")
+
+
 def test_a_cached_sharded_repo_loads_offline_through_its_index(offline_cache):
     snapshot = cached_snapshot(offline_cache, "owner/sharded-vggt")
     state = tiny_state()
@@ -69,12 +77,23 @@ def test_a_cached_sharded_repo_loads_offline_through_its_index(offline_cache):
     weight_map = {}
     for number, part in enumerate((keys[:300], keys[300:]), start=1):
         name = f"model-0000{number}-of-00002.safetensors"
-        write_safetensors(snapshot / name, {k: state[k] for k in part})
+        cache_as_blob(snapshot, name, lambda path, part=part: write_safetensors(path, {k: state[k] for k in part}))
         weight_map.update({k: name for k in part})
-    (snapshot / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    cache_as_blob(snapshot, "model.safetensors.index.json",
+                  lambda path: path.write_text(json.dumps({"weight_map": weight_map})))
     _, report = build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/sharded-vggt", dry_run=True)
     assert report.summary()["checkpoint_loaded"] == len(state)
     assert len(report.sources["checkpoint"]["files"]) == 2
+
+
+def test_a_cached_shard_linking_outside_its_repo_is_refused(offline_cache, tmp_path):
+    snapshot = cached_snapshot(offline_cache, "owner/escaping-vggt")
+    state = tiny_state()
+    (snapshot / "model-1.safetensors").symlink_to(write_safetensors(tmp_path / "elsewhere.safetensors", state))
+    (snapshot / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {key: "model-1.safetensors" for key in state}}))
+    with pytest.raises(WeightsSourceError, match="'model-1.safetensors' lies outside the index's folder"):
+        build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint="owner/escaping-vggt", dry_run=True)
 
 
 def test_a_gated_repo_says_to_accept_its_terms(monkeypatch):

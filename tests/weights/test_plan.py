@@ -126,3 +126,26 @@ def test_a_source_listing_a_stream_block_itself_loads_it_instead_of_deriving():
     layout = layout_of({"aggregator.frame_blocks.0.w": BLOCK, "aggregator.pose_frame_blocks.0.w": BLOCK})
     plan = plan_load(layout, [(header_source("checkpoint", {key: BLOCK for key in layout}), checkpoint_rules())])
     assert statuses(plan)["aggregator.pose_frame_blocks.0.w"] == ("checkpoint", "aggregator.pose_frame_blocks.0.w")
+
+
+def test_only_floating_point_sources_fill_floating_point_tensors_and_the_rest_are_dtype_mismatches():
+    layout = {**LAYOUT, "aggregator.step": info(dtype=torch.int64)}
+    offered = {"aggregator.frame_blocks.0.attn.weight": info(*BLOCK, dtype=torch.float16),
+               "aggregator.frame_blocks.1.attn.weight": info(*BLOCK, dtype=torch.int8),
+               "aggregator.global_blocks.0.attn.weight": info(*BLOCK, dtype=torch.bool),
+               "aggregator.global_blocks.1.attn.weight": info(*BLOCK, dtype=torch.complex64),
+               "camera_head.fc.weight": info(2, 2, dtype=torch.int8),
+               "aggregator.step": info(dtype=torch.int64)}
+    source = Source(role="checkpoint", location="c.safetensors", files=[], format="safetensors", tensors=offered)
+    plan = plan_load(layout, [(source, checkpoint_rules())])
+    assert statuses(plan)["aggregator.frame_blocks.0.attn.weight"] == ("checkpoint",
+                                                                        "aggregator.frame_blocks.0.attn.weight")
+    assert statuses(plan)["aggregator.step"] == ("checkpoint", "aggregator.step")
+    report = LoadReport.from_plan(plan, dry_run=True)
+    assert {row["key"]: (row["reason"], row["source_dtype"]) for row in report.mismatched} == {
+        "aggregator.frame_blocks.1.attn.weight": ("dtype", "int8"),
+        "aggregator.global_blocks.0.attn.weight": ("dtype", "bool"),
+        "aggregator.global_blocks.1.attn.weight": ("dtype", "complex64"),
+        "camera_head.fc.weight": ("dtype", "int8")}  # a wrong dtype is named before a wrong shape
+    assert report.summary()["mismatched"] == 4
+    assert [a.kind for a in report.anomalies].count("dtype_mismatch") == 1

@@ -8,6 +8,7 @@ import torch
 
 from tests.support.checkpoints import write_safetensors
 from vggt_mv.weights import WeightsSourceError
+from vggt_mv.weights.errors import first_line
 from vggt_mv.weights.sources import open_source
 
 STATE = {"aggregator.camera_token": torch.arange(8.0).reshape(1, 2, 1, 4), "camera_head.fc.bias": torch.ones(3)}
@@ -123,3 +124,38 @@ def test_a_missing_local_file_is_not_looked_up_on_the_hub(tmp_path, monkeypatch)
     for location in ("ckpts/model.safetensors", "runs/last.pt", "missing.safetensors"):
         with pytest.raises(WeightsSourceError, match="not found"):
             open_source("checkpoint", location)
+
+
+def test_the_limits_that_bound_opening_a_file_are_enforced(tmp_path, monkeypatch):
+    path = write_safetensors(tmp_path / "two.safetensors", STATE)
+    torch.save(STATE, tmp_path / "two.pt")
+    monkeypatch.setattr("vggt_mv.weights.sources.MAX_TENSORS", 1)
+    with pytest.raises(WeightsSourceError, match="lists 2 tensors, over the limit of 1"):
+        open_source("checkpoint", path)
+    monkeypatch.setattr("vggt_mv.weights.sources.MAX_PICKLE_BYTES", 100)
+    with pytest.raises(WeightsSourceError, match="its pickle is [0-9,]+ bytes, over the limit of 100"):
+        open_source("checkpoint", tmp_path / "two.pt")
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize("error, line", [
+    (Unprintable(), "Unprintable"),
+    (EOFError(), "EOFError"),
+    (ValueError("\n\n  second line first\nthird"), "second line first"),
+    (ValueError("x" * 1000), "x" * 300 + "…"),
+])
+def test_formatting_an_error_never_raises_and_stays_one_short_line(error, line):
+    assert first_line(error) == line
+
+
+def test_control_characters_in_a_source_are_refused_and_a_file_name_with_one_keeps_messages_one_line(tmp_path):
+    with pytest.raises(WeightsSourceError, match="contains control characters"):
+        open_source("checkpoint", "model\x00.safetensors")
+    (tmp_path / "two\nlines.pt").write_bytes(b"")  # found by listing the folder, not typed by anyone
+    with pytest.raises(WeightsSourceError) as raised:
+        open_source("checkpoint", tmp_path)
+    assert "\n" not in str(raised.value) and "empty file" in str(raised.value)

@@ -35,6 +35,21 @@ class ServedModel:
         self.random_share = random_parameter_share(report)
         self.banner = mostly_random_banner(self.random_share, mostly_random_share)
 
+    def replace_model(self, model: torch.nn.Module, report, mostly_random_share: float) -> None:
+        """Swap in a fully loaded model in one step under the lock (a run sees the old model or the new one, never
+        a mix), with its report and banner, and forget the runs cached for the old one."""
+        from vggt_mv.pipeline import clear_cache
+
+        with self.lock:
+            self.model = model
+            self.record_load(report, mostly_random_share)
+            clear_cache()
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The floating point dtype of the served weights (None for a model without any)."""
+        return next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+
     @property
     def config(self) -> VGGTMVConfig:
         """The served model's configuration."""

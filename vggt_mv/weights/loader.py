@@ -12,9 +12,9 @@ import torch.nn as nn
 from vggt_mv.weights.errors import WeightsSourceError, first_line
 from vggt_mv.weights.meta_build import build_on_meta
 from vggt_mv.weights.plan import LoadPlan, plan_load
-from vggt_mv.weights.report import LoadReport
+from vggt_mv.weights.report import LoadReport, dtype_name
 from vggt_mv.weights.rules import checkpoint_rules, pi3_rules
-from vggt_mv.weights.sources import Source, TensorInfo, open_source
+from vggt_mv.weights.sources import Source, TensorInfo, open_source, shown
 
 logger = logging.getLogger(__name__)
 
@@ -122,26 +122,77 @@ def _materialise_random(model: nn.Module, random_keys: list[str], device: torch.
                 _initialise_module(to_initialise[path])
 
 
+MAX_NAMED_KEYS = 3
+
+
+def named_keys(keys: list[str]) -> str:
+    """'a', 'b', 'c' and 4 more: enough keys to find the problem, on one line."""
+    listed = ", ".join(shown(key) for key in keys[:MAX_NAMED_KEYS])
+    return listed + (f" and {len(keys) - MAX_NAMED_KEYS} more" if len(keys) > MAX_NAMED_KEYS else "")
+
+
+def refuse_unloadable_dtypes(plan: LoadPlan) -> None:
+    """A source offering integer, bool or complex tensors for the model's weights is broken or foreign: refuse it
+    whole (a dry run lists every such tensor as a dtype mismatch)."""
+    rows = [m for m in plan.mismatched if m.reason == "dtype"]
+    if not rows:
+        return
+    first = rows[0]
+    location = next(source.location for source in plan.sources if source.role == first.source)
+    need = ("weights must be floating point" if first.model_dtype.is_floating_point
+            else f"the model's {shown(first.key)} is {dtype_name(first.model_dtype)}")
+    more = f" (and {len(rows) - 1} more tensors)" if len(rows) > 1 else ""
+    raise WeightsSourceError(f"{location}: tensor {shown(first.source_key)} has dtype "
+                             f"{dtype_name(first.source_dtype)}; {need}{more}")
+
+
+def read_tensor(source: Source, key: str) -> torch.Tensor:
+    """One tensor's data, with a read failure (I/O error, file changed since it was opened) as one line."""
+    try:
+        return source.tensor(key)
+    except (OSError, RuntimeError) as error:
+        raise WeightsSourceError(f"{source.location}: cannot read tensor {shown(key)} ({first_line(error)})") from None
+
+
+def is_finite(value: torch.Tensor) -> bool:
+    """No NaN and no Inf (reads every value: only a real load calls this)."""
+    return not value.is_floating_point() or bool(torch.isfinite(value).all())
+
+
+def refuse_non_finite(non_finite: dict[str, list[str]], sources: dict[str, Source]) -> None:
+    """NaN/Inf weights make every later run fail: name them and load nothing."""
+    for role, keys in non_finite.items():
+        if keys:
+            many = len(keys) > 1
+            raise WeightsSourceError(f"{sources[role].location}: {len(keys)} tensor{'s' if many else ''} "
+                                     f"hold{'' if many else 's'} NaN or Inf values: {named_keys(keys)}; "
+                                     f"refusing to load {'them' if many else 'it'}")
+
+
 def resolve_loaded_values(plan: LoadPlan, sources: dict[str, Source],
                           dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """Every tensor the plan loads (memory-mapped views where possible), gathered before the model is touched,
-    so a source that fails now still leaves the model as it was."""
+    """Every tensor the plan loads (memory-mapped views where possible), gathered and checked (dtype, shape,
+    finite values) before the model is touched, so a source that fails now still leaves the model as it was."""
+    refuse_unloadable_dtypes(plan)
     values = {}
+    non_finite: dict[str, list[str]] = {role: [] for role in sources}
     for key, assignment in plan.assignments.items():
         if assignment.status not in ("checkpoint", "pi3"):
             continue
         source = sources[assignment.status]
-        try:
-            value = source.tensor(assignment.source_key)
-        except (OSError, RuntimeError) as error:
-            raise WeightsSourceError(f"{source.location}: cannot read tensor {assignment.source_key!r} "
-                                     f"({first_line(error)})") from None
+        value = read_tensor(source, assignment.source_key)
         if assignment.rule is not None and assignment.rule.transform is not None:
             value = assignment.rule.transform(value)
         target_dtype = dtype or plan.layout[key].dtype
         if value.dtype != target_dtype and value.is_floating_point():
             value = value.to(target_dtype)
+        if tuple(value.shape) != plan.layout[key].shape:  # the header promised this shape: the file changed since
+            raise WeightsSourceError(f"{source.location}: tensor {shown(assignment.source_key)} has shape "
+                                     f"{list(value.shape)}, its header said {list(plan.layout[key].shape)}")
+        if not is_finite(value):
+            non_finite[assignment.status].append(assignment.source_key)
         values[key] = value
+    refuse_non_finite(non_finite, sources)
     return values
 
 

@@ -27,13 +27,17 @@ class Assignment:
 
 @dataclass
 class Mismatch:
-    """A source tensor that would have loaded but has the wrong shape; the target keeps what it had."""
+    """A source tensor that would have loaded but has the wrong shape or dtype; the target keeps what it had
+    (a real load refuses a source with dtype mismatches: see loader.refuse_unloadable_dtypes)."""
 
     key: str
     source: str
     source_key: str
     model_shape: tuple[int, ...]
     source_shape: tuple[int, ...]
+    reason: str = "shape"  # "shape" | "dtype"
+    model_dtype: torch.dtype | None = None
+    source_dtype: torch.dtype | None = None
 
 
 @dataclass
@@ -80,6 +84,12 @@ def matched_keys(source: Source, rules: list[Rule], layout: dict[str, TensorInfo
     return matched, unused
 
 
+def loadable_dtype(source: torch.dtype, target: torch.dtype) -> bool:
+    """Floating point converts to floating point; anything else (integers, bool, complex) only to itself, so no
+    cast can ever turn a model's weights into integers or complex numbers."""
+    return source == target or (source.is_floating_point and target.is_floating_point)
+
+
 def record_use(use: RuleUse, source_key: str, target: str) -> None:
     """Count a match, and where its block index moved."""
     use.matched += 1
@@ -106,9 +116,14 @@ def plan_load(layout: dict[str, TensorInfo], sources: list[tuple[Source, list[Ru
                 aliases[target].append(source_key)
                 continue
             claimed.add(target)
-            model_shape = layout[target].shape
-            if rule.target_shape(info.shape) != model_shape:
-                mismatched.append(Mismatch(target, source.role, source_key, model_shape, info.shape))
+            model = layout[target]
+            if not loadable_dtype(info.dtype, model.dtype):
+                mismatched.append(Mismatch(target, source.role, source_key, model.shape, info.shape, "dtype",
+                                           model.dtype, info.dtype))
+                continue
+            if rule.target_shape(info.shape) != model.shape:
+                mismatched.append(Mismatch(target, source.role, source_key, model.shape, info.shape, "shape",
+                                           model.dtype, info.dtype))
                 continue
             previous = assignments.get(target)
             overrode = None if previous is None else {"source": previous.status, "source_key": previous.source_key}

@@ -63,6 +63,13 @@ def unexpected_by_prefix(keys: list[str]) -> list[str]:
     return [f"{prefix}.* ({count})" if count > 1 else prefix for prefix, count in sorted(counts.items())]
 
 
+def mismatch_detail(row: dict) -> str:
+    """'model [1, 2, 4, 1024] vs source [1, 1, 5, 1024]', or the dtypes when the dtype is what is wrong."""
+    if row.get("reason") == "dtype":
+        return f"model dtype {row['model_dtype']} vs source dtype {row['source_dtype']}"
+    return f"model {row['model_shape']} vs source {row['source_shape']}"
+
+
 def render_report(report: LoadReport, max_depth: int = 3) -> str:
     """Everything a person needs to judge a load, in one screen or two."""
     summary = report.summary()
@@ -81,9 +88,8 @@ def render_report(report: LoadReport, max_depth: int = 3) -> str:
     lines += ["", "Module tree (#: loaded share of parameters):"]
     lines += render_tree(report.tree(), max_depth=max_depth)
     if report.mismatched:
-        lines += ["", "Shape mismatches (not loaded; the model keeps what it had):"]
-        lines += [f"  {m['key']} <- {m['source']}:{m['source_key']}: model {m['model_shape']} vs source "
-                  f"{m['source_shape']}" for m in report.mismatched]
+        lines += ["", "Shape and dtype mismatches (not loaded; the model keeps what it had):"]
+        lines += [f"  {m['key']} <- {m['source']}:{m['source_key']}: {mismatch_detail(m)}" for m in report.mismatched]
     for role, keys in report.unexpected.items():
         if keys:
             lines += ["", f"Unexpected keys of {role} (used by no rule), by prefix:"]

@@ -24,8 +24,11 @@ existing ones keep their meaning):
              after a meta build, or kept as it was in an already built model);
              source: role or null; source_dtype: dtype stored in the source (null if random);
              overrode: null or {source, source_key} of what an earlier source had put there
-    mismatched: [{key, source, source_key, model_shape, source_shape}]    never loaded; the target keeps
-             what it had (e.g. Pi3 register_token [1, 1, 5, 1024] vs [1, 2, 4, 1024])
+    mismatched: [{key, source, source_key, model_shape, source_shape, reason, model_dtype, source_dtype}]
+             never loaded; the target keeps what it had. reason: "shape" (e.g. Pi3 register_token
+             [1, 1, 5, 1024] vs [1, 2, 4, 1024]) or "dtype" (a source tensor that is not floating point, such as
+             int8, bool or complex64, offered for a floating point model tensor; a real load refuses such a
+             source, so only dry runs report these rows)
     unexpected: {role: [source_key]}            keys of a source that no rule mapped onto a model key
     aliases: {model_key: [source_key]}          further source keys naming an already-loaded tensor
                                                 (`view_blocks.*` next to `global_blocks.*`)
@@ -33,7 +36,7 @@ existing ones keep their meaning):
              keys; mappings: block index moves, one per (source stack, target stack), e.g.
              "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"
     anomalies: [{kind, message, suggestion}]    kind: "prefix_mismatch" | "stripped_prefix" |
-             "source_contributed_nothing" | "rule_matched_nothing" | "module_not_loaded"
+             "source_contributed_nothing" | "rule_matched_nothing" | "module_not_loaded" | "dtype_mismatch"
     tree: {module_path: {tensors: {status: n}, parameters: {status: n}}}   every module above a tensor
              ("" is the whole model); only statuses present; `tree.group_children` collapses numbered
              siblings with the same status mix into ranges such as "aggregator.frame_blocks.{0..17}"
@@ -96,7 +99,8 @@ class LoadReport:
                 "overrode": assignment.overrode,
             })
         mismatched = [{"key": m.key, "source": m.source, "source_key": m.source_key,
-                       "model_shape": list(m.model_shape), "source_shape": list(m.source_shape)}
+                       "model_shape": list(m.model_shape), "source_shape": list(m.source_shape), "reason": m.reason,
+                       "model_dtype": dtype_name(m.model_dtype), "source_dtype": dtype_name(m.source_dtype)}
                       for m in plan.mismatched]
         rules = [{"source": use.source, "name": use.rule.name, "description": use.rule.description,
                   "matched": use.matched, "mappings": rule_mappings(use)} for use in plan.rule_uses]
@@ -201,6 +205,22 @@ def _prefix_fixes(unused: list[str], layout: dict) -> tuple[str, float] | None:
     return fix, count / len(unused)
 
 
+def dtype_anomalies(report: LoadReport) -> list[Anomaly]:
+    """Per source, the tensors that are not floating point: a dry run shows them, a real load refuses them."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for row in report.mismatched:
+        if row["reason"] == "dtype":
+            by_source[row["source"]].append(row)
+    return [Anomaly(
+        "dtype_mismatch",
+        f"{len(rows)} tensors of the {role} source have a dtype the model cannot take (e.g. "
+        f"'{rows[0]['source_key']}' is {rows[0]['source_dtype']}, the model's is {rows[0]['model_dtype']}): "
+        "a real load refuses this source.",
+        "Weights must be floating point (float32, float16, bfloat16): re-export the checkpoint, or check it is "
+        "the file you meant (a corrupt or foreign file holds integers, bools or complex numbers).")
+        for role, rows in by_source.items()]
+
+
 def find_anomalies(report: LoadReport, plan: LoadPlan) -> list[Anomaly]:
     """Zero-coverage modules next to unused keys, rules that matched nothing, sources that gave nothing."""
     anomalies: list[Anomaly] = []
@@ -237,6 +257,7 @@ def find_anomalies(report: LoadReport, plan: LoadPlan) -> list[Anomaly]:
                 f"The {source.role} source ({source.location}, {len(source.tensors)} tensors) loaded no tensor.",
                 "Check it is a checkpoint of this model (VGGT for --checkpoint, Pi3 for --pi3) and that its keys "
                 "are not prefixed or taken from a submodule."))
+    anomalies += dtype_anomalies(report)
     for use in plan.rule_uses:
         if use.matched == 0 and not use.rule.optional:
             anomalies.append(Anomaly(
