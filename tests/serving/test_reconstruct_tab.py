@@ -1,5 +1,8 @@
 """Reconstruct-tab logic without a browser: inputs parsed once, session files forgotten, redraws from cache."""
 
+import math
+import os
+
 import pytest
 
 from vggt_mv.io.examples import list_examples
@@ -25,12 +28,13 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
     example = list_examples()[0].name
     figure, strip, downloads, status, key = run(served, None, example, 2, 0.0, 1.0, "", "auto", DisplayChoices(),
                                                 "session-a", 64)
-    assert all(path.startswith(str(tmp_path / "session-a")) for path in downloads)
+    folder = reconstruct_tab.session_folder("session-a")
+    assert folder.parent == tmp_path and all(path.startswith(str(folder)) for path in downloads)
     assert "2 time steps x 3 cameras" in status and strip.shape[0] == 3 * 294
     one_step, _ = redraw(key, DisplayChoices(time_step=1, color_by="camera"))
     assert one_step.layout.title.text == "time step 1"
     reconstruct_tab.remove_session_folder("session-a")
-    assert not (tmp_path / "session-a").exists()
+    assert not folder.exists()
     with pytest.raises(UserFacingError, match="run a reconstruction first"):
         redraw("unknown", DisplayChoices())
     with pytest.raises(UserFacingError, match="upload one video per camera"):
@@ -44,3 +48,127 @@ def test_the_plan_is_shown_before_running_and_explains_refusals():
     assert "8 time steps x 3 cameras at 518x294" in plan and "tokens" in plan and "GiB" in plan
     assert "over the limit" in reconstruct_tab.describe_plan(served, None, example, 30, 64)
     assert "upload one video" in reconstruct_tab.describe_plan(served, None, None, 8, 64)
+
+
+HOSTILE_SESSION_IDS = ["..", ".", "../../x", "/abs/path", "a/../../..", "", None, "\x00", "..\\..", "~", "x" * 5000]
+
+
+@pytest.fixture
+def sessions_root(tmp_path, monkeypatch):
+    """SESSIONS_ROOT inside tmp_path, with a sentinel file and folder beside it that must survive everything."""
+    root = tmp_path / "sessions"
+    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", root)
+    (tmp_path / "sentinel.txt").write_text("keep me")
+    (tmp_path / "sentinel-folder").mkdir()
+    (tmp_path / "sentinel-folder" / "inside.txt").write_text("keep me too")
+    return root
+
+
+def sentinels_intact(tmp_path) -> bool:
+    """The files next to SESSIONS_ROOT are still there."""
+    return (tmp_path / "sentinel.txt").read_text() == "keep me" and (
+        tmp_path / "sentinel-folder" / "inside.txt").read_text() == "keep me too"
+
+
+@pytest.mark.parametrize("session_id", HOSTILE_SESSION_IDS)
+def test_no_session_id_names_a_folder_outside_the_sessions_root(session_id, sessions_root, tmp_path):
+    folder = reconstruct_tab.session_folder(session_id)
+    assert folder.resolve().parent == sessions_root.resolve()
+    (folder / "predictions.npz").write_bytes(b"x")
+    reconstruct_tab.remove_session_folder(session_id)
+    assert not folder.exists() and sessions_root.is_dir() and sentinels_intact(tmp_path)
+
+
+def test_removing_a_session_that_never_ran_touches_nothing(sessions_root, tmp_path):
+    for session_id in HOSTILE_SESSION_IDS:
+        reconstruct_tab.remove_session_folder(session_id)
+    assert sentinels_intact(tmp_path) and tmp_path.exists()
+
+
+def test_a_planted_link_in_the_sessions_root_is_not_followed_on_removal(sessions_root, tmp_path):
+    sessions_root.mkdir()
+    link = sessions_root / reconstruct_tab.session_folder_name("victim")
+    link.symlink_to(tmp_path / "sentinel-folder", target_is_directory=True)
+    reconstruct_tab.remove_session_folder("victim")
+    reconstruct_tab.forget_earlier_runs("victim")
+    assert sentinels_intact(tmp_path)
+
+
+def test_a_session_keeps_only_its_latest_run_on_disk(sessions_root):
+    first = reconstruct_tab.session_folder("s") / "run-1"
+    first.mkdir()
+    (first / "scene.glb").write_bytes(b"x" * 100)
+    other = reconstruct_tab.session_folder("other") / "run-1"
+    other.mkdir()
+    reconstruct_tab.forget_earlier_runs("s")
+    assert not first.exists() and reconstruct_tab.session_folder("s").is_dir() and other.is_dir()
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e308", "0, nan", "1e6"])
+def test_non_finite_or_absurd_offsets_are_refused_in_one_short_line(text):
+    cameras = len(text.split(","))
+    with pytest.raises(UserFacingError, match="offsets must be seconds between") as refused:
+        parse_offsets(text, cameras)
+    assert len(str(refused.value)) < 100
+
+
+def test_offset_messages_quote_long_text_briefly():
+    with pytest.raises(UserFacingError, match="numbers separated by commas") as refused:
+        parse_offsets("x" * 10_000, 1)
+    assert len(str(refused.value)) < 120
+
+
+GOOD_FIELDS = dict(frames_per_camera=2, window_start=0.0, window_end=1.0, mode="auto", color_by="rgb",
+                   conf_percentile=25.0, point_budget=200_000, max_total_frames=64)
+
+
+@pytest.mark.parametrize("field, value, phrase", [
+    ("frames_per_camera", 0, "frames per camera must be a whole number from 1 to 64"),
+    ("frames_per_camera", 10 ** 9, "frames per camera must be a whole number from 1 to 64"),
+    ("frames_per_camera", math.nan, "frames per camera"),
+    ("frames_per_camera", "many", "frames per camera"),
+    ("frames_per_camera", 2.5, "frames per camera"),
+    ("window_start", -0.5, "window start must be a number from 0 to 1"),
+    ("window_end", 7, "window end must be a number from 0 to 1"),
+    ("window_end", math.inf, "window end"),
+    ("window_start", 0.9, "window start must be below window end"),
+    ("mode", "bogus", "attention mode must be one of auto, multi, global"),
+    ("mode", None, "attention mode"),
+    ("color_by", "bogus", "colour must be one of rgb, camera, time, confidence"),
+    ("conf_percentile", 500, "confidence percentile"),
+    ("point_budget", -5, "point budget must be a whole number"),
+    ("point_budget", 10 ** 12, "point budget"),
+])
+def test_every_request_field_out_of_range_gets_one_message(field, value, phrase):
+    fields = {**GOOD_FIELDS, field: value}
+    if field == "window_start" and value == 0.9:
+        fields["window_end"] = 0.5
+    with pytest.raises(UserFacingError, match=phrase) as refused:
+        reconstruct_tab.check_request(**fields)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_good_request_passes_the_checks_and_gives_t():
+    assert reconstruct_tab.check_request(**GOOD_FIELDS) == 2
+
+
+@pytest.mark.parametrize("files, phrase", [
+    ("just-a-string.mp4", "list of uploaded files"),
+    ([1, 2], "list of uploaded files"),
+    ([{"path": "/etc/passwd"}], "list of uploaded files"),
+    (["/definitely/not/here.mp4"], "here.mp4: not a file"),
+    ([os.sep], "not a file"),
+])
+def test_videos_that_are_not_uploaded_files_are_refused(files, phrase):
+    with pytest.raises(UserFacingError, match=phrase) as refused:
+        reconstruct_tab.resolve_videos(files, None)
+    assert "/definitely" not in str(refused.value)
+
+
+def test_an_unknown_example_is_refused():
+    with pytest.raises(UserFacingError, match="no example called"):
+        reconstruct_tab.resolve_videos(None, "../../etc")
+
+
+def test_user_facing_messages_are_always_one_line():
+    assert str(UserFacingError("cam\nera.mp4: bad\r\nthing")) == "cam era.mp4: bad thing"

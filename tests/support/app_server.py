@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,12 +22,34 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LiveApp:
+    """A launched app: where it serves, how long it took, its process id and its log."""
+
+    url: str
+    seconds: float
+    pid: int
+    log_path: Path
+
+    def log_text(self) -> str:
+        """Everything the app printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """The app process's resident memory (VmRSS)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line")
+
+
 @contextlib.contextmanager
-def running_app(*args: str, timeout: float = 60.0, env: dict | None = None):
-    """Yield (url, seconds it took to serve) for a live `python app.py` with the given flags."""
+def launched_app(*args: str, timeout: float = 60.0, env: dict | None = None):
+    """Yield a LiveApp for a live `python app.py` with the given flags; stop it afterwards."""
     port = free_port()
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    log = open(ROOT / f".app-test-{port}.log", "w")
+    log_path = ROOT / f".app-test-{port}.log"
+    log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=environment,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -34,7 +57,7 @@ def running_app(*args: str, timeout: float = 60.0, env: dict | None = None):
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"app exited with {process.returncode}: {(ROOT / log.name).read_text()[-2000:]}")
+                raise RuntimeError(f"app exited with {process.returncode}: {log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -44,7 +67,7 @@ def running_app(*args: str, timeout: float = 60.0, env: dict | None = None):
             if time.perf_counter() - started > timeout:
                 raise RuntimeError("app did not serve in time")
             time.sleep(0.5)
-        yield url, time.perf_counter() - started
+        yield LiveApp(url, time.perf_counter() - started, process.pid, log_path)
     finally:
         process.terminate()
         try:
@@ -52,4 +75,11 @@ def running_app(*args: str, timeout: float = 60.0, env: dict | None = None):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        Path(log.name).unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def running_app(*args: str, timeout: float = 60.0, env: dict | None = None):
+    """Yield (url, seconds it took to serve) for a live `python app.py` with the given flags."""
+    with launched_app(*args, timeout=timeout, env=env) as app:
+        yield app.url, app.seconds

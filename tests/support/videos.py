@@ -44,3 +44,46 @@ def frame_index_seen(image: np.ndarray) -> int:
     height, width = image.shape[:2]
     value = float(image[height // 2:, : width // 2].mean())
     return int(round(value / 20))
+
+
+def write_with_container(path: Path, container_format: str | None = None, codec: str = "libx264",
+                         pix_fmt: str = "yuv420p", frames: int = 6, fps: int = 10, width: int = 64,
+                         height: int = 48) -> Path:
+    """Frames 0..n-1 in any container/codec PyAV writes (MPEG-TS, GIF, Matroska ...), constant rate."""
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(index, width, height), format="rgb24")
+            for packet in stream.encode(frame.reformat(format=pix_fmt) if pix_fmt != "yuv420p" else frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path, seconds: float = 0.5, rate: int = 8000) -> Path:
+    """An .mp4 holding only an AAC audio track (a voice memo, a mis-picked file)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        samples = np.zeros((1, int(seconds * rate)), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_png(path: Path, width: int = 16, height: int = 16) -> Path:
+    """A PNG still image (under any name)."""
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        frame = av.VideoFrame.from_ndarray(frame_image(0, width, height), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

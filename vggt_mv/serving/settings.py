@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
 ENVIRONMENT_PREFIX = "VGGT_MV_"
+DEFAULT_SESSIONS_DIR = Path(tempfile.gettempdir()) / "vggt-mv-sessions"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,13 @@ class ServeSettings:
     mostly_random_share: float = 0.5
     max_total_frames: int = 64
     queue_size: int = 16
+    sessions_dir: Path = DEFAULT_SESSIONS_DIR
+    cache_max_age: int = 3600
+
+    @property
+    def delete_cache(self) -> tuple[int, int]:
+        """Gradio's (how often, older than) in seconds for cleaning its upload and download cache."""
+        return max(1, min(600, self.cache_max_age // 2)), max(1, self.cache_max_age)
 
 
 def _flag_default(name: str, fallback):
@@ -59,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-total-frames", type=int,
                         default=int(_flag_default("max_total_frames", defaults.max_total_frames)))
     parser.add_argument("--queue-size", type=int, default=int(_flag_default("queue_size", defaults.queue_size)))
+    parser.add_argument("--sessions-dir", default=_flag_default("sessions_dir", defaults.sessions_dir),
+                        help="folder for per-session downloads (only its own session folders are ever removed)")
+    parser.add_argument("--cache-max-age", type=int,
+                        default=int(_flag_default("cache_max_age", defaults.cache_max_age)),
+                        help="seconds an uploaded or downloadable file stays in Gradio's cache")
     return parser
 
 
@@ -75,4 +89,5 @@ def parse_settings(argv: list[str] | None = None) -> ServeSettings:
         weights_dir=Path(args.weights_dir).resolve() if args.weights_dir else None,
         allow_weight_loading=args.allow_weight_loading, mostly_random_share=args.mostly_random_share,
         max_total_frames=args.max_total_frames, queue_size=args.queue_size,
+        sessions_dir=Path(args.sessions_dir).resolve(), cache_max_age=args.cache_max_age,
     )
