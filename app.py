@@ -9,15 +9,24 @@ import gradio as gr
 
 from vggt_mv.serving import reconstruct_tab, weights_tab
 from vggt_mv.serving.gpu import on_gpu
+from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger("vggt_mv.app")
+
+
+def user_error(error: Exception) -> gr.Error:
+    """The message for the browser, logged as one line (no traceback: the server is fine)."""
+    logger.info("refused: %s", error)
+    return gr.Error(str(error), print_exception=False)
 
 
 def build_demo(settings: ServeSettings) -> gr.Blocks:
     """The two tabs around one shared model."""
     served = load_served_model(settings)
+    reconstruct_tab.configure_sessions_root(settings.sessions_dir)
 
     @on_gpu(served)
     def reconstruct(videos: list[str] | None = None, example: str | None = None, frames_per_camera: int = 8,
@@ -27,13 +36,19 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         """Reconstruct the uploaded videos (one per camera) or a bundled example."""
         display = reconstruct_tab.DisplayChoices(color_by=color_by, conf_percentile=conf_percentile,
                                                  point_budget=point_budget)
+        session = getattr(request, "session_hash", None)
         try:
+            frames_per_camera = reconstruct_tab.check_request(frames_per_camera, window_start, window_end, mode,
+                                                              color_by, conf_percentile, point_budget,
+                                                              settings.max_total_frames)
+            reconstruct_tab.forget_earlier_runs(session)
             return reconstruct_tab.run(served, videos, example, frames_per_camera, window_start, window_end, offsets,
-                                       mode, display, getattr(request, "session_hash", None),
-                                       settings.max_total_frames,
+                                       mode, display, session, settings.max_total_frames,
                                        progress=lambda fraction, message: progress(fraction, desc=message))
         except reconstruct_tab.UserFacingError as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(error) from None
+        finally:
+            return_freed_memory()
 
     def redraw(key, color_by, conf_percentile, conf_threshold, point_budget, time_step, show_ground_truth):
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, time_step,
@@ -41,9 +56,9 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         try:
             return reconstruct_tab.redraw(key, display)
         except reconstruct_tab.UserFacingError as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(error) from None
 
-    with gr.Blocks(title="VGGT-MV") as demo:
+    with gr.Blocks(title="VGGT-MV", delete_cache=settings.delete_cache) as demo:
         gr.Markdown("# VGGT-MV: multi-view video reconstruction\nUpload one synchronized video per camera; "
                     "VGGT_MV predicts cameras, depth and points for every time step and camera.")
         banner = gr.Markdown(banner_markdown(served), elem_id="model-banner")
@@ -51,7 +66,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     videos = gr.File(label="Videos (one per camera, 1 to 8)", file_count="multiple",
-                                     file_types=["video"])
+                                     file_types=reconstruct_tab.VIDEO_FILE_TYPES)
                     example = gr.Dropdown(label="…or an example", choices=reconstruct_tab.example_names(),
                                           value=None)
                     frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)")
@@ -151,7 +166,7 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
                                                 settings.weights_dir, apply, settings.allow_weight_loading, layout,
                                                 settings.mostly_random_share))
             except weights_tab.WeightsTabError as error:
-                raise gr.Error(str(error)) from None
+                raise user_error(error) from None
         return handler
 
     inputs = [checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, preset]
@@ -166,7 +181,7 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
             return weights_tab.inspect(served, checkpoint, None, pi3, None, pi3_rules, settings.weights_dir,
                                        not dry_run, settings.allow_weight_loading, preset or None).report
         except weights_tab.WeightsTabError as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(error) from None
 
     gr.api(inspect_weights, api_name="inspect_weights")
 
@@ -174,8 +189,9 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
 def main(argv: list[str] | None = None) -> None:
     """python app.py [--checkpoint SRC] [--pi3 SRC] [--preset ...] [--device ...] [--port ...]"""
     settings = parse_settings(argv)
+    limit_malloc_arenas()
     demo = build_demo(settings)
-    demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(reconstruct_tab.SESSIONS_ROOT)])
+    demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(settings.sessions_dir)])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -139,8 +140,9 @@ class Aggregator(nn.Module):
 
     def forward(self, images: torch.Tensor, mode: str | None = None,
                 keep_camera_layers: set[int] | None = None,
-                keep_geometry_layers: set[int] | None = None) -> AggregatorOutput:
-        """images [B, T, N, 3, H, W] in [0, 1] -> per-layer tokens for the heads."""
+                keep_geometry_layers: set[int] | None = None,
+                on_layer: Callable[[str], None] | None = None) -> AggregatorOutput:
+        """images [B, T, N, 3, H, W] in [0, 1] -> per-layer tokens for the heads; `on_layer` hears of each layer."""
         batch, time_steps, cameras, channels, height, width = images.shape
         if channels != 3:
             raise ValueError(f"expected 3 colour channels, got {channels}")
@@ -181,6 +183,8 @@ class Aggregator(nn.Module):
                                                         frame_rope, memory)
             tokens = global_out
             stream_outputs = self._advance_streams(streams, i, grid) if streams is not None else None
+            if on_layer is not None:
+                on_layer(f"aggregator layer {i + 1}/{self.depth}")
             if i not in keep_camera and i not in keep_geometry:
                 continue
             shared = self._concat_layer(frame_out, global_out, grid)

@@ -1,10 +1,12 @@
-"""`python -m vggt_mv`: `inspect` prints where every weight comes from; `reconstruct` runs videos headless."""
+"""`vggt-mv` (or `python -m vggt_mv`): `inspect` reports where every weight comes from; `reconstruct` runs videos."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_BELOW_THRESHOLD = 1
@@ -30,8 +32,14 @@ def add_inspect_parser(subparsers) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Print the report; exit 1 below --fail-under, 2 on a bad source."""
+    import os
+    import tempfile
+
+    import torch
+
     from vggt_mv.config import VGGTMVConfig
     from vggt_mv.weights import WeightsSourceError, build_and_load
+    from vggt_mv.weights.errors import first_line
     from vggt_mv.weights.render_text import render_report
 
     if args.checkpoint is None and args.pi3 is None:
@@ -45,18 +53,31 @@ def run_inspect(args: argparse.Namespace) -> int:
     except re.error as error:
         print(f"error: bad --expect-random pattern: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    json_folder = args.json.parent if args.json else None
+    if json_folder is not None and not json_folder.is_dir():
+        print(f"error: cannot write the JSON report to {args.json}: no folder {json_folder}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         _, report = build_and_load(VGGTMVConfig.from_preset(args.preset), checkpoint=args.checkpoint, pi3=args.pi3,
                                    pi3_rules=args.pi3_rules, dry_run=args.dry_run)
     except WeightsSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except (MemoryError, torch.OutOfMemoryError):
+        print("error: not enough memory to load these weights; --dry-run reads headers only", file=sys.stderr)
+        return EXIT_USER_ERROR
     print(render_report(report, max_depth=args.depth))
     if args.json:
-        try:
-            args.json.write_text(report.to_json())
-        except OSError as error:
-            print(f"error: cannot write the JSON report to {args.json}: {error.strerror}", file=sys.stderr)
+        part = None
+        try:  # written beside the target, then renamed: a failure never leaves half a report under that name
+            with tempfile.NamedTemporaryFile("w", dir=json_folder, suffix=".part", delete=False) as part:
+                part.write(report.to_json())
+            os.replace(part.name, args.json)
+        except (OSError, ValueError) as error:
+            if part is not None:
+                Path(part.name).unlink(missing_ok=True)
+            reason = getattr(error, "strerror", None) or first_line(error)
+            print(f"error: cannot write the JSON report to {args.json}: {reason}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"\nJSON report written to {args.json}")
     if args.fail_under is not None:
@@ -72,8 +93,8 @@ def add_reconstruct_parser(subparsers) -> None:
     """Flags of `reconstruct`."""
     from vggt_mv.serving.settings import DEFAULT_CHECKPOINT
 
-    parser = subparsers.add_parser("reconstruct", help="videos (one per camera) -> GLB, PLY, NPZ, cameras.json, "
-                                                       "scene.html")
+    parser = subparsers.add_parser("reconstruct", help="videos (one per camera) -> zip, GLB, NPZ, cameras.json, "
+                                                       "PLY and COLMAP per time step, scene.html")
     parser.add_argument("videos", nargs="+", type=Path, help="one synchronized video per camera (1..8)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--frames", type=int, default=8, help="time steps sampled per camera")
@@ -90,37 +111,118 @@ def add_reconstruct_parser(subparsers) -> None:
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    """Run the pipeline headless and write every download plus scene.html."""
+    """Run the pipeline headless; every download plus scene.html appear in --out only when all of them exist."""
     from vggt_mv.io.video import VideoError
-    from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings, reconstruct, write_outputs
+    from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings, check_request, run_stages
     from vggt_mv.serving.model_store import load_served_model
     from vggt_mv.serving.settings import ServeSettings
+    from vggt_mv.viz.scene import SceneOptions, build_scene
 
-    checkpoint = None if args.checkpoint in ("none", "") else args.checkpoint
-    served = load_served_model(ServeSettings(checkpoint=checkpoint, pi3=args.pi3, preset=args.preset,
-                                             device=args.device))
-    if served.banner:
-        print(f"note: {served.banner}", file=sys.stderr)
     settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.window),
                                       offsets=tuple(args.offsets or ()), mode=args.mode,
                                       max_total_frames=args.max_total_frames)
-    try:
-        result = reconstruct(served, args.videos, settings,
-                             progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
-        outputs = write_outputs(result, args.out, with_html=True)
-    except (VideoError, ReconstructionError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    problem = reconstruct_argument_problem(args)
+    if problem is None:
+        try:
+            check_request(args.videos, settings)
+        except ReconstructionError as error:
+            problem = str(error)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
-    for note in result.notes:
+    checkpoint = None if args.checkpoint in ("none", "") else args.checkpoint
+    served = load_served_model(ServeSettings(checkpoint=checkpoint, pi3=args.pi3, preset=args.preset,
+                                             device=args.device))
+    if served.report is None and (checkpoint or args.pi3):
+        reason = (served.banner or "the weights could not be loaded.").split(" Serving the")[0]
+        print(f"error: {reason} Pass --checkpoint none to run with random weights.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if served.banner:
+        print(f"note: {served.banner}", file=sys.stderr)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.partial-", dir=nearest_existing_folder(args.out)))
+    bar = TextProgressBar(sys.stderr)
+    try:
+        *_, final = run_stages(served, args.videos, settings, staging,
+                               render=lambda result: build_scene(result.predictions, SceneOptions()),
+                               progress=bar, html_figure=lambda figure: figure)
+        bar.close()
+        publish_folder(staging, args.out)
+    except (VideoError, ReconstructionError, OSError) as error:
+        bar.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        message = f"cannot write {args.out}: {error.strerror or error}" if isinstance(error, OSError) else error
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for note in final.result.notes:
         print(f"note: {note}", file=sys.stderr)
-    for name, value in outputs.items():
-        print(f"{name}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    print(f"stages: {final.stages.describe()}", file=sys.stderr)
+    for name, value in final.outputs.items():
+        value = [args.out / Path(v).relative_to(staging) for v in (value if isinstance(value, list) else [value])]
+        print(f"{name}: {', '.join(map(str, value))}")
     return 0
+
+
+def reconstruct_argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the paths given to `reconstruct`, found before any model loads (None when nothing)."""
+    for video in args.videos:
+        if not video.exists():
+            return f"{video}: no such file"
+        if video.is_dir():
+            return f"{video}: is a folder; give one video file per camera"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file; give a folder (created when missing)"
+    if args.frames < 1:
+        return f"--frames must be at least 1, got {args.frames}"
+    return None
+
+
+def nearest_existing_folder(path: Path) -> Path:
+    """The closest existing ancestor of `path`, where a staging folder can be renamed into place."""
+    folder = path.absolute().parent
+    while not folder.is_dir():
+        folder = folder.parent
+    return folder
+
+
+def publish_folder(staging: Path, out: Path) -> None:
+    """Move a finished staging folder to `out` (renamed whole, or its entries replacing those in an existing folder)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        staging.rename(out)
+        return
+    for entry in staging.iterdir():
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        entry.replace(target)
+    staging.rmdir()
+
+
+class TextProgressBar:
+    """A one-line progress bar on stderr, redrawn in place on every (fraction, message) update."""
+
+    WIDTH = 30
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.drawn = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        filled = int(round(max(0.0, min(1.0, fraction)) * self.WIDTH))
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} {message[:70]:<70}")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """End the bar's line so later messages start on their own."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.drawn = False
 
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m vggt_mv", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vggt-mv", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_inspect_parser(subparsers)
     add_reconstruct_parser(subparsers)

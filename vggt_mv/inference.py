@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,13 +30,17 @@ def autocast_context(device: torch.device | str) -> Iterator[None]:
 
 
 def predict(model: torch.nn.Module, images: torch.Tensor, mode: str | None = None,
-            query_points: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """images [T, N, 3, H, W] in [0, 1] -> numpy predictions [T, N, ...] plus extrinsic/intrinsic per frame."""
+            query_points: torch.Tensor | None = None,
+            progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
+    """images [T, N, 3, H, W] in [0, 1] -> numpy predictions [T, N, ...] plus extrinsic/intrinsic per frame.
+
+    `progress(done, total, stage)` is called after each aggregator layer and each head (chunk).
+    """
     device = next(model.parameters()).device
     batch = images.unsqueeze(0).to(device, non_blocking=True)
     queries = None if query_points is None else query_points.to(device).reshape(1, -1, 2)
     with torch.inference_mode(), autocast_context(device):
-        outputs = model(batch, query_points=queries, mode=mode)
+        outputs = model(batch, query_points=queries, mode=mode, progress=progress)
     height, width = images.shape[-2:]
     if "pose_enc" in outputs:
         extrinsic, intrinsic = pose_encoding_to_extri_intri(outputs["pose_enc"], (height, width))

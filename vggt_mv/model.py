@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -10,10 +10,29 @@ import torch.nn as nn
 from vggt_mv.aggregator import Aggregator
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.heads.camera import CameraHead
-from vggt_mv.heads.dpt import DPTHead
+from vggt_mv.heads.dpt import DPTHead, chunk_bounds
 from vggt_mv.heads.track import TrackHead
 
 DEFAULT_FRAMES_CHUNK_SIZE = 8
+
+# progress(done, total, stage): called after each aggregator layer and each head (chunk), in order.
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class ProgressCounter:
+    """Counts finished units of work and tells the caller; pure Python, never reads a tensor."""
+
+    def __init__(self, total: int, callback: ProgressCallback):
+        self.done, self.total, self.callback = 0, total, callback
+
+    def step(self, stage: str) -> None:
+        """One more unit finished."""
+        self.done += 1
+        self.callback(self.done, self.total, stage)
+
+    def prefixed(self, prefix: str) -> Callable[[str], None]:
+        """A step function that names its stage `prefix stage`."""
+        return lambda stage: self.step(f"{prefix} {stage}")
 
 
 def as_frame_grid(images: torch.Tensor) -> torch.Tensor:
@@ -66,16 +85,26 @@ class VGGT_MV(nn.Module):
         readers = [self.point_head, self.depth_head] + ([self.track_head] if with_tracks else [])
         return set(self.config.dpt_intermediate_layer_idx) if any(h is not None for h in readers) else set()
 
+    def progress_units(self, frames: int, with_tracks: bool, frames_chunk_size: int | None) -> int:
+        """How many progress calls a forward makes: one per aggregator layer, per head, per DPT chunk."""
+        chunks = len(chunk_bounds(frames, frames_chunk_size))
+        dense_heads = sum(head is not None for head in (self.depth_head, self.point_head))
+        return (self.config.depth + (self.camera_head is not None) + dense_heads * chunks + int(with_tracks))
+
     def forward(self, images: torch.Tensor, query_points: torch.Tensor | None = None, mode: str | None = None,
-                frames_chunk_size: int = DEFAULT_FRAMES_CHUNK_SIZE) -> dict[str, torch.Tensor]:
+                frames_chunk_size: int = DEFAULT_FRAMES_CHUNK_SIZE,
+                progress: ProgressCallback | None = None) -> dict[str, torch.Tensor]:
         """images [B, T, N, 3, H, W] in [0, 1] -> predictions with a [B, T, N] prefix (see DESIGN.md)."""
         images = as_frame_grid(images)
         batch, time_steps, cameras, _, height, width = images.shape
         if query_points is not None and query_points.dim() == 2:
             query_points = query_points.unsqueeze(0)
         with_tracks = self.track_head is not None and query_points is not None
+        counter = None if progress is None else ProgressCounter(
+            self.progress_units(time_steps * cameras, with_tracks, frames_chunk_size), progress)
         aggregated = self.aggregator(images, mode=mode,
-                                     keep_geometry_layers=self.geometry_layers_needed(with_tracks))
+                                     keep_geometry_layers=self.geometry_layers_needed(with_tracks),
+                                     on_layer=None if counter is None else counter.step)
         frames = images.reshape(batch, time_steps * cameras, 3, height, width)
         grid_prefix = (batch, time_steps, cameras)
 
@@ -89,11 +118,14 @@ class VGGT_MV(nn.Module):
             frames = frames.float()
             if self.camera_head is not None:
                 predictions["pose_enc"] = unflatten(self.camera_head(camera_layers)[-1])
+                if counter is not None:
+                    counter.step("camera head")
             for name, head in (("depth", self.depth_head), ("world_points", self.point_head)):
                 if head is not None:
                     values, confidence = head(geometry_layers, images=frames,
                                               patch_start_idx=aggregated.patch_start_idx,
-                                              frames_chunk_size=frames_chunk_size)
+                                              frames_chunk_size=frames_chunk_size,
+                                              on_chunk=None if counter is None else counter.prefixed(f"{name} head"))
                     predictions[name] = unflatten(values)
                     predictions[f"{name}_conf"] = unflatten(confidence)
             if with_tracks:
@@ -103,4 +135,6 @@ class VGGT_MV(nn.Module):
                 predictions["track"] = unflatten(tracks[-1])
                 predictions["vis"] = unflatten(visibility)
                 predictions["conf"] = unflatten(confidence)
+                if counter is not None:
+                    counter.step("track head")
         return predictions

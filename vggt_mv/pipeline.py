@@ -1,24 +1,31 @@
-"""Videos in, predictions and downloads out: the computation behind the Reconstruct tab and `reconstruct` CLI."""
+"""Videos in, predictions and downloads out: the computation behind the Reconstruct tab and `reconstruct` CLI.
+
+A run is four timed stages: decode (probe, plan, decode), inference, scene (the caller's view, shown as soon
+as it exists) and files (every download). `run_stages` yields after the scene and again after the files.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.inference import predict
 from vggt_mv.io.examples import Example, load_ground_truth
-from vggt_mv.io.video import MultiViewClip, load_multiview, probe_video, target_size
-from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time
-from vggt_mv.viz.scene import SceneOptions, build_scene
+from vggt_mv.io.video import ClipPlan, MultiViewClip, decode_clip, plan_multiview
+from vggt_mv.viz.colmap import write_colmap_models
+from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
+from vggt_mv.viz.scene import SceneOptions
 
 Progress = Callable[[float, str], None]
 CACHE_SIZE = 4
@@ -27,6 +34,11 @@ BYTES_PER_FLOAT = 4
 BLOCK_ACTIVATION_FACTOR = 12
 HEAD_ACTIVATION_FACTOR = 10
 HEAD_CHUNK_FRAMES = 8
+MAX_CAMERAS = 8
+# Where each stage sits on the 0..1 progress bar.
+INFERENCE_PROGRESS = (0.1, 0.85)
+SCENE_PROGRESS = 0.87
+FILES_PROGRESS = 0.93
 
 
 class ReconstructionError(RuntimeError):
@@ -59,6 +71,47 @@ class RunEstimate:
         """One line for the UI."""
         return (f"{self.time_steps} time steps x {self.cameras} cameras at {self.width}x{self.height}: "
                 f"{self.tokens:,} tokens, about {self.peak_bytes / 1024 ** 3:.1f} GiB peak memory")
+
+
+class StageTimes:
+    """Seconds per stage of one run, in the order they ran (time.perf_counter)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed code as `name` (a stage run twice adds up)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    @property
+    def total(self) -> float:
+        """Sum of every stage."""
+        return sum(self.seconds.values())
+
+    def describe(self) -> str:
+        """'decode 0.21 s · inference 1.30 s · scene 0.20 s · files 0.15 s (total 1.86 s)'."""
+        parts = " · ".join(f"{name} {seconds:.2f} s" for name, seconds in self.seconds.items())
+        return f"{parts} (total {self.total:.2f} s)"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, known before anything is decoded: the clip plan and the size estimate."""
+
+    clip: ClipPlan
+    estimate: RunEstimate
+
+    def describe(self) -> str:
+        """Markdown: effective T and why, each camera's source -> processed size, tokens and memory."""
+        lines = [self.estimate.describe()]
+        lines += [f"- {line}" for line in self.clip.camera_lines()]
+        lines += [f"- {note}" for note in self.clip.notes]
+        return "\n".join(lines)
 
 
 @dataclass
@@ -97,21 +150,32 @@ def available_memory(device: torch.device) -> int:
     return 1 << 62
 
 
-def plan_run(served, videos: list[Path], settings: ReconstructionSettings) -> RunEstimate:
-    """Probe the videos and size the run, refusing one that cannot fit before anything is decoded."""
-    if settings.frames_per_camera * len(videos) > settings.max_total_frames:
-        raise ReconstructionError(
-            f"{settings.frames_per_camera} frames x {len(videos)} cameras = {settings.frames_per_camera * len(videos)} "
-            f"frames, over the limit of {settings.max_total_frames}; lower the frames per camera")
-    info = probe_video(videos[0])
-    width, height = target_size(*info.display_size)
+def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
+    """Refuse what can be refused without opening a video: camera count, attention mode."""
+    if not videos:
+        raise ReconstructionError("upload at least one video (one per camera) or pick an example")
+    if len(videos) > MAX_CAMERAS:
+        raise ReconstructionError(f"{len(videos)} videos: at most {MAX_CAMERAS} cameras are supported")
+    try:
+        resolve_mode(settings.mode, len(videos))
+    except ValueError as error:
+        raise ReconstructionError(str(error)) from None
+
+
+def plan_run(served, videos: list[Path], settings: ReconstructionSettings) -> RunPlan:
+    """Probe the videos and size the run (effective T, per-camera sizes), refusing one that cannot fit."""
+    videos = [Path(v) for v in videos]
+    check_request(videos, settings)
+    clip = plan_multiview(videos, settings.frames_per_camera, settings.window, list(settings.offsets) or None,
+                          settings.max_total_frames)
+    width, height = clip.canvas
     weights = sum(p.numel() * p.element_size() for p in served.model.parameters())
-    estimate = estimate_run(served.config, settings.frames_per_camera, len(videos), height, width, weights)
+    estimate = estimate_run(served.config, clip.steps, len(videos), height, width, weights)
     free = available_memory(served.device)
     if estimate.peak_bytes > free:
         raise ReconstructionError(f"this run needs about {estimate.peak_bytes / 1024 ** 3:.1f} GiB but "
                                   f"{free / 1024 ** 3:.1f} GiB is free on {served.device}; use fewer frames or cameras")
-    return estimate
+    return RunPlan(clip, estimate)
 
 
 def content_key(videos: list[Path], settings: ReconstructionSettings, model_tag: str) -> str:
@@ -131,12 +195,19 @@ def cached_reconstruction(key: str | None) -> Reconstruction | None:
     return _cache.get(key) if key else None
 
 
-def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings) -> dict[str, np.ndarray]:
+def model_progress(progress: Progress, start: float, end: float) -> Callable[[int, int, str], None]:
+    """The model's (done, total, stage) calls as a fraction between `start` and `end` of the whole run."""
+    return lambda done, total, stage: progress(start + (end - start) * done / total, f"VGGT_MV: {stage}")
+
+
+def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings,
+               progress: Progress) -> dict[str, np.ndarray]:
     """Inference under the model lock, turning out-of-memory into a message."""
     images = torch.from_numpy(clip.images)
     try:
         with served.lock:
-            return predict(served.model, images, mode=settings.mode)
+            return predict(served.model, images, mode=settings.mode,
+                           progress=model_progress(progress, INFERENCE_PROGRESS[0], INFERENCE_PROGRESS[1]))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise ReconstructionError("the device ran out of memory; try fewer frames per camera or fewer cameras") from None
@@ -146,58 +217,112 @@ def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings) ->
         raise
 
 
+def check_finite(predictions: dict[str, np.ndarray]) -> None:
+    """Refuse what broken weights produce: NaN cameras, or not one finite point on a real pixel.
+
+    An infinite focal length alone is not refused: an untrained camera head predicts a zero field of view.
+    """
+    broken = [name for name in ("pose_enc", "extrinsic") if name in predictions and np.isnan(predictions[name]).any()]
+    points = predictions.get("world_points")
+    if points is not None:
+        finite = np.isfinite(points).all(axis=-1) & predictions.get("valid_mask", True)
+        if not finite.any():
+            broken.append("world_points")
+    if broken:
+        raise ReconstructionError(f"the model predicted NaN or no finite values ({', '.join(broken)}): the weights are "
+                                  "probably broken; check them with `python -m vggt_mv inspect`")
+
+
 def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettings | None = None,
-                example: Example | None = None, progress: Progress | None = None) -> Reconstruction:
+                example: Example | None = None, progress: Progress | None = None,
+                stages: StageTimes | None = None) -> Reconstruction:
     """Decode T steps from each video, run VGGT_MV, return [T, N] predictions (cached by content)."""
     settings = settings or ReconstructionSettings()
     progress = progress or (lambda fraction, message: None)
+    stages = stages if stages is not None else StageTimes()
     videos = [Path(v) for v in videos]
-    if not videos:
-        raise ReconstructionError("upload at least one video (one per camera) or pick an example")
-    if len(videos) > 8:
-        raise ReconstructionError(f"{len(videos)} videos: at most 8 cameras are supported")
-    # The report's identity changes whenever new weights are loaded into the served model.
-    key = content_key(videos, settings, f"{served.preset}:{id(served.model)}:{id(served.report)}")
-    if key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
-    progress(0.05, "checking the videos")
-    plan_run(served, videos, settings)
-    started = time.perf_counter()
-    progress(0.1, f"decoding {settings.frames_per_camera} frames from each of {len(videos)} videos")
-    clip = load_multiview(videos, settings.frames_per_camera, settings.window, list(settings.offsets) or None,
-                          settings.max_total_frames)
-    decoded = time.perf_counter()
-    progress(0.4, f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
-    predictions = _run_model(served, clip, settings)
-    predictions["times"] = np.array(clip.times, dtype=np.float64)
-    if example is not None:
-        height, width = clip.images.shape[-2:]
-        predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times, (height, width))
-    finished = time.perf_counter()
-    result = Reconstruction(predictions, clip, settings, {"decode": decoded - started, "inference": finished - decoded},
-                            key, list(clip.notes))
+    with stages.stage("decode"):
+        check_request(videos, settings)
+        # The report's identity changes whenever new weights are loaded into the served model.
+        key = content_key(videos, settings, f"{served.preset}:{id(served.model)}:{id(served.report)}")
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        progress(0.02, "checking the videos")
+        plan = plan_run(served, videos, settings)
+        progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
+        clip = decode_clip(plan.clip)
+    with stages.stage("inference"):
+        progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
+        predictions = _run_model(served, clip, settings, progress)
+        predictions["times"] = np.array(clip.times, dtype=np.float64)
+        predictions["valid_mask"] = clip.valid_mask_grid()
+        check_finite(predictions)
+        if example is not None:
+            height, width = clip.images.shape[-2:]
+            predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
+                                                                                         (height, width))
+    result = Reconstruction(predictions, clip, settings, dict(stages.seconds), key, list(clip.notes))
     _cache[key] = result
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
-    progress(0.9, "building the scene")
     return result
 
 
 def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOptions | None = None,
-                  with_html: bool = False) -> dict[str, object]:
-    """GLB, one PLY per time step, NPZ, cameras.json (and scene.html) into `folder`."""
+                  figure=None) -> dict[str, Any]:
+    """downloads.zip (everything), GLB, NPZ, cameras.json, PLY and a COLMAP model per time step (+ scene.html)."""
     folder.mkdir(parents=True, exist_ok=True)
     options = options or SceneOptions()
     predictions = reconstruction.predictions
-    outputs: dict[str, object] = {
+    outputs: dict[str, Any] = {
         "glb": write_glb(folder / "scene.glb", predictions, options.conf_percentile),
-        "ply": write_ply_per_time(folder / "ply", predictions, options.conf_percentile),
         "npz": write_npz(folder / "predictions.npz", predictions),
         "cameras": write_cameras_json(folder / "cameras.json", predictions),
+        "ply": write_ply_per_time(folder / "ply", predictions, options.conf_percentile),
+        "colmap": write_colmap_models(folder / "colmap", predictions, options.conf_percentile),
     }
-    if with_html:
-        html = folder / "scene.html"
-        build_scene(predictions, options).write_html(str(html), include_plotlyjs=True)
-        outputs["html"] = html
-    return outputs
+    if figure is not None:
+        outputs["html"] = folder / "scene.html"
+        figure.write_html(str(outputs["html"]), include_plotlyjs=True)
+    outputs["zip"] = write_zip(folder / "downloads.zip", folder, exclude=("scene.html", "downloads.zip"))
+    return {"zip": outputs.pop("zip"), **outputs}
+
+
+@dataclass
+class RunUpdate:
+    """A run so far: its predictions, the caller's view of them, the downloads once written, and stage times."""
+
+    result: Reconstruction
+    view: Any
+    outputs: dict[str, Any] | None
+    stages: StageTimes
+
+
+def run_stages(served, videos: list[str | Path], settings: ReconstructionSettings,
+               folder: Path | Callable[[Reconstruction], Path], render: Callable[[Reconstruction], Any],
+               example: Example | None = None, progress: Progress | None = None,
+               options: SceneOptions | None = None,
+               html_figure: Callable[[Any], Any] | None = None) -> Iterator[RunUpdate]:
+    """Decode, infer, render (yielded at once so the scene shows), then write the downloads (yielded again).
+
+    `render(result)` builds what the caller shows (timed as "scene"); `folder` may depend on the result (its key);
+    `html_figure(view)`, when given, picks the figure saved as scene.html.
+    """
+    progress = progress or (lambda fraction, message: None)
+    stages = StageTimes()
+    result = reconstruct(served, videos, settings, example=example, progress=progress, stages=stages)
+    progress(SCENE_PROGRESS, "building the scene")
+    with stages.stage("scene"):
+        view = render(result)
+    yield RunUpdate(result, view, None, stages)
+    progress(FILES_PROGRESS, "writing the downloads")
+    with stages.stage("files"):
+        target = folder(result) if callable(folder) else Path(folder)
+        outputs = write_outputs(result, target, options, html_figure(view) if html_figure else None)
+    yield RunUpdate(result, view, outputs, stages)
+
+
+def clear_cache() -> None:
+    """Forget every cached run: the served model was replaced, so they no longer describe it."""
+    _cache.clear()

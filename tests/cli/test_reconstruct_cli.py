@@ -15,7 +15,8 @@ def test_reconstruct_writes_every_output(tmp_path):
                              "--frames", "2", "--checkpoint", "none", "--preset", "tiny"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    for name in ("scene.glb", "predictions.npz", "cameras.json", "scene.html", "ply/points_t001.ply"):
+    for name in ("downloads.zip", "scene.glb", "predictions.npz", "cameras.json", "scene.html", "ply/points_t001.ply",
+                 "colmap/t001/images.bin"):
         assert (tmp_path / name).is_file(), name
 
 
@@ -26,3 +27,74 @@ def test_reconstruct_reports_a_bad_video_in_one_line(tmp_path):
                              "--checkpoint", "none", "--preset", "tiny"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2 and "error: bad.mp4: not a readable video" in result.stderr
+
+
+def run_cli(capsys, *arguments) -> tuple[int, str, str]:
+    """`python -m vggt_mv reconstruct ...` in this process (fast), random tiny weights unless told: code, out, err."""
+    from vggt_mv.cli import main
+
+    arguments = [str(argument) for argument in arguments]
+    defaults = [flag for flag, value in (("--checkpoint", "none"), ("--preset", "tiny")) if flag not in arguments
+                for flag in (flag, value)]
+    code = main(["reconstruct", *arguments, *defaults])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
+
+
+def test_a_missing_or_folder_video_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, tmp_path / "missing.mp4", "--out", out)
+    assert code == 2 and error_lines(stderr) == [f"error: {tmp_path / 'missing.mp4'}: no such file"]
+    (tmp_path / "folder.mp4").mkdir()
+    code, _, stderr = run_cli(capsys, tmp_path / "folder.mp4", "--out", out)
+    assert code == 2 and "is a folder" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_single_mode_with_two_cameras_is_refused_before_anything_runs(tmp_path, capsys):
+    videos = list_examples()[0].video_paths[:2]
+    code, _, stderr = run_cli(capsys, *videos, "--mode", "single", "--out", tmp_path / "out")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "mode 'single'" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    code, _, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--out", taken)
+    assert code == 2 and "is a file" in stderr and len(stderr.strip().splitlines()) == 1
+    assert taken.read_text() == "keep me"
+
+
+def test_weights_that_predict_nan_leave_no_output_folder(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from vggt_mv import VGGT_MV, VGGTMVConfig
+
+    state = VGGT_MV(VGGTMVConfig.from_preset("tiny")).state_dict()
+    save_file({key: torch.full_like(value, float("nan")) for key, value in state.items()}, tmp_path / "nan.safetensors")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--frames", "1", "--out", out,
+                                   "--checkpoint", tmp_path / "nan.safetensors", "--preset", "tiny")
+    assert code == 2 and len(error_lines(stderr)) == 1 and "NaN" in error_lines(stderr)[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["nan.safetensors"]
+    assert stdout == ""
+
+
+def test_outputs_replace_those_of_an_earlier_run_and_stages_and_progress_are_shown(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "ply").mkdir(parents=True)
+    (out / "ply" / "points_t007.ply").write_text("stale")
+    code, stdout, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--frames", "2", "--out", out)
+    assert code == 0, stderr
+    assert sorted(p.name for p in (out / "ply").iterdir()) == ["points_t000.ply", "points_t001.ply"]
+    assert (out / "downloads.zip").is_file() and (out / "colmap" / "t001" / "points3D.bin").is_file()
+    assert stdout.splitlines()[0] == f"zip: {out / 'downloads.zip'}"
+    assert "VGGT_MV: aggregator layer" in stderr and "] 100%" not in stderr.split("stages:")[1]
+    assert "stages: decode" in stderr and "files" in stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "no staging folder is left behind"

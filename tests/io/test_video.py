@@ -5,30 +5,90 @@ import pytest
 
 from tests.support.videos import frame_index_seen, write_video
 from vggt_mv.io import video as video_module
-from vggt_mv.io.video import VideoError, decode_frames, load_multiview, plan_common_clock, probe_video, target_size
+from vggt_mv.io.layout import plan_layouts
+from vggt_mv.io.video import (VideoError, decode_clip, decode_frames, load_multiview, plan_common_clock, plan_multiview,
+                              probe_video, target_size)
 
 
 def test_cameras_with_different_fps_durations_and_sizes_share_one_clock(tmp_path):
     fast = write_video(tmp_path / "fast.mp4", frames=30, fps=15, width=96, height=54)      # 2.0 s
     slow = write_video(tmp_path / "slow.mp4", frames=12, fps=8, width=64, height=48)       # 1.5 s
     clip = load_multiview([fast, slow], num_steps=3)
-    assert clip.images.shape == (3, 2, 3, 294, 518)
+    assert clip.images.shape == (3, 2, 3, 392, 518)
     assert clip.images.dtype == np.float32 and 0 <= clip.images.min() and clip.images.max() <= 1
     assert max(clip.times) < 1.5, "time steps must stay inside the range both videos cover"
-    assert any("resized" in note for note in clip.notes)
-    seen = [frame_index_seen((clip.images[t, 1].transpose(1, 2, 0) * 255).astype(np.uint8)) for t in range(3)]
+    seen = [frame_index_seen(camera_pixels(clip, t, 1)) for t in range(3)]
     assert seen == [int(t * 8) for t in clip.times]
+
+
+def camera_pixels(clip, time_step: int, camera: int) -> np.ndarray:
+    """uint8 [h, w, 3]: the camera's own pixels at one time step, padding cut away."""
+    rows, cols = np.nonzero(clip.valid_mask[camera])
+    image = clip.images[time_step, camera][:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def valid_aspect(mask: np.ndarray) -> float:
+    """Width / height of the valid region of a [H, W] mask."""
+    rows, cols = np.nonzero(mask)
+    return (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1)
+
+
+def test_cameras_of_different_aspect_and_fps_keep_their_aspect_and_never_repeat_a_frame(tmp_path):
+    wide = write_video(tmp_path / "wide.mp4", frames=12, fps=12, width=128, height=72)     # 16:9, 1 s
+    boxy = write_video(tmp_path / "boxy.mp4", frames=6, fps=6, width=64, height=48)        # 4:3, 1 s
+    clip = load_multiview([wide, boxy], num_steps=10)
+    assert clip.grid == (6, 2), "T is capped at the 6 frames the slower camera has"
+    assert any("T capped at 6 (asked for 10)" in note and "boxy.mp4" in note for note in clip.notes)
+    assert clip.valid_mask.shape == (2, 392, 518)
+    for camera, (width, height) in enumerate([(128, 72), (64, 48)]):
+        assert valid_aspect(clip.valid_mask[camera]) == pytest.approx(width / height, rel=0.02)
+        seen = [frame_index_seen(camera_pixels(clip, t, camera)) for t in range(6)]
+        assert len(set(seen)) == 6, f"camera {camera} was fed frames {seen}"
+    padding = ~clip.valid_mask[0]
+    assert padding.any() and (clip.images[:, 0][:, :, padding] == 1.0).all(), "padding is white, as in VGGT"
+
+
+def test_a_1_fps_video_asked_for_32_steps_gives_its_8_frames_once_each(tmp_path):
+    room = write_video(tmp_path / "room.mp4", frames=8, fps=1, width=64, height=48)
+    plan = plan_multiview([room], num_steps=32)
+    assert plan.steps == 8 and "room.mp4 shows only 8 distinct frames" in " ".join(plan.notes)
+    clip = decode_clip(plan)
+    assert [frame_index_seen(camera_pixels(clip, t, 0)) for t in range(8)] == list(range(8))
+
+
+def test_a_window_between_frames_never_repeats_one(tmp_path):
+    video = write_video(tmp_path / "slow.mp4", frames=4, fps=1, width=64, height=48)
+    clip = load_multiview([video], num_steps=3, window=(0.1, 0.6))   # 0.4 s .. 2.4 s: frames 0, 1, 2 are shown
+    seen = [frame_index_seen(camera_pixels(clip, t, 0)) for t in range(clip.grid[0])]
+    assert len(set(seen)) == len(seen)
+
+
+def test_each_camera_is_scaled_uniformly_then_padded_or_centre_cropped_never_stretched():
+    landscape, portrait = plan_layouts([(1008, 756), (364, 686)])
+    assert landscape.scaled == (518, 392) and portrait.scaled == (518, 980)
+    assert portrait.cropped and portrait.kept_height == 518 and portrait.crop_top == (980 - 518) // 2
+    assert landscape.canvas == portrait.canvas == (518, 518)
+    assert landscape.padded and landscape.pad_top == (518 - 392) // 2
+    assert landscape.valid_mask().sum() == 518 * 392
+    assert "1008x756 -> 518x392, padded to 518x518" == landscape.describe()
+    assert "centre-cropped" in portrait.describe()
+    first_portrait = plan_layouts([(364, 686), (1008, 756)])
+    assert first_portrait[1].scaled == (518, 392), "a portrait first camera no longer drags the others along"
 
 
 def test_single_video_one_camera(tmp_path):
     clip = load_multiview([write_video(tmp_path / "a.mp4")], num_steps=4)
     assert clip.grid == (4, 1)
+    assert clip.valid_mask.all(), "one landscape camera fills its frame"
 
 
-def test_portrait_video_keeps_its_aspect_without_cropping(tmp_path):
+def test_a_tall_portrait_video_is_centre_cropped_like_vggt_and_the_plan_says_so(tmp_path):
     clip = load_multiview([write_video(tmp_path / "p.mp4", width=48, height=96)], num_steps=1)
     height, width = clip.images.shape[-2:]
-    assert width == 518 and height == 1036 and height % 14 == 0
+    assert (width, height) == (518, 518)
+    assert any("p.mp4 (48x96)" in note and "centre-cropped" in note for note in clip.notes)
+    assert clip.images[0, 0, 0, :, :100].mean() < 0.5, "the crop is central: the top-left red marker is cut"
 
 
 def test_rotation_metadata_is_honoured(tmp_path):
@@ -55,9 +115,9 @@ def test_a_video_reporting_fps_zero_gets_its_rate_from_packet_times(tmp_path, mo
     assert load_multiview([path], num_steps=2).grid == (2, 1)
 
 
-def test_one_frame_video(tmp_path):
+def test_one_frame_video_gives_one_time_step(tmp_path):
     clip = load_multiview([write_video(tmp_path / "one.mp4", frames=1)], num_steps=3)
-    assert clip.grid == (3, 1)
+    assert clip.grid == (1, 1) and "T capped at 1" in clip.notes[0]
 
 
 def test_not_a_video_and_truncated_and_missing_files_give_one_message(tmp_path):

@@ -1,12 +1,18 @@
 """Videos -> predictions -> downloads, with the tiny preset; sizing, caching and refusals."""
 
+import json
+import time
+import zipfile
+
 import numpy as np
 import pytest
 
-from tests.support.videos import write_video
+from tests.support.videos import frame_index_seen, write_video
 from vggt_mv.io.examples import list_examples
+from vggt_mv.io.video import VideoError
 from vggt_mv.pipeline import (ReconstructionError, ReconstructionSettings, estimate_run, plan_run, reconstruct,
-                              write_outputs)
+                              run_stages, write_outputs)
+from vggt_mv.viz.scene import build_scene
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings
 
@@ -22,9 +28,15 @@ def test_example_reconstructs_with_ground_truth_and_every_download(served, tmp_p
     predictions = result.predictions
     assert predictions["world_points"].shape == (2, 3, 294, 518, 3)
     assert predictions["extrinsic"].shape == predictions["gt_extrinsic"].shape == (2, 3, 3, 4)
-    outputs = write_outputs(result, tmp_path, with_html=True)
+    outputs = write_outputs(result, tmp_path, figure=build_scene(predictions))
     assert outputs["html"].read_text().count("plotly") > 1
     assert len(outputs["ply"]) == 2 and outputs["glb"].stat().st_size > 0
+    assert list(outputs)[0] == "zip", "the zip of every download comes first"
+    names = zipfile.ZipFile(outputs["zip"]).namelist()
+    for name in ("scene.glb", "predictions.npz", "cameras.json", "ply/points_t001.ply", "colmap/t001/cameras.bin",
+                 "colmap/t001/images.bin", "colmap/t001/points3D.bin"):
+        assert name in names, name
+    assert np.load(outputs["npz"])["valid_mask"].shape == (2, 3, 294, 518)
 
 
 def test_same_videos_and_settings_are_served_from_the_cache(served, tmp_path):
@@ -63,5 +75,82 @@ def test_too_many_cameras_or_frames_are_refused(served, tmp_path):
     video = write_video(tmp_path / "a.mp4")
     with pytest.raises(ReconstructionError, match="at most 8 cameras"):
         reconstruct(served, [video] * 9)
-    with pytest.raises(ReconstructionError, match="over the limit"):
-        reconstruct(served, [video] * 4, ReconstructionSettings(frames_per_camera=20, max_total_frames=64))
+    long_video = write_video(tmp_path / "long.mp4", frames=40, fps=20)
+    with pytest.raises(VideoError, match="over the limit"):
+        reconstruct(served, [long_video] * 4, ReconstructionSettings(frames_per_camera=20, max_total_frames=64))
+    with pytest.raises(ReconstructionError, match="mode 'single'"):
+        reconstruct(served, [video, video], ReconstructionSettings(frames_per_camera=2, mode="single"))
+
+
+def own_pixels(images: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """uint8 [h, w, 3] of one camera at one time step, padding cut away ([3, H, W] images, [H, W] mask)."""
+    rows, cols = np.nonzero(valid)
+    crop = images[:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return np.round(crop.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def test_videos_of_different_aspect_and_fps_keep_their_aspect_and_never_repeat_a_frame(served, tmp_path):
+    wide = write_video(tmp_path / "wide.mp4", frames=12, fps=12, width=128, height=72)    # 16:9 at 12 fps
+    boxy = write_video(tmp_path / "boxy.mp4", frames=5, fps=5, width=64, height=48)       # 4:3 at 5 fps
+    plan = plan_run(served, [wide, boxy], ReconstructionSettings(frames_per_camera=8))
+    text = plan.describe()
+    assert "5 time steps x 2 cameras at 518x392" in text and "T capped at 5 (asked for 8)" in text
+    assert "wide.mp4: 128x72 -> 518x294, padded to 518x392" in text and "boxy.mp4: 64x48 -> 518x392" in text
+    predictions = reconstruct(served, [wide, boxy], ReconstructionSettings(frames_per_camera=8)).predictions
+    valid = predictions["valid_mask"]
+    assert valid.shape == (5, 2, 392, 518) and valid.dtype == bool
+    for camera, (width, height) in enumerate([(128, 72), (64, 48)]):
+        rows, cols = np.nonzero(valid[0, camera])
+        aspect = (np.ptp(cols) + 1) / (np.ptp(rows) + 1)
+        assert aspect == pytest.approx(width / height, rel=0.02)
+        seen = [frame_index_seen(own_pixels(predictions["images"][t, camera], valid[t, camera])) for t in range(5)]
+        assert len(set(seen)) == 5, f"camera {camera} was fed frames {seen}"
+
+
+def test_stage_times_cover_the_wall_time_and_the_scene_comes_before_the_files(served, tmp_path):
+    videos = list_examples()[0].video_paths
+    settings = ReconstructionSettings(frames_per_camera=2, window=(0.1, 0.9))
+    started = time.perf_counter()
+    updates = []
+    for update in run_stages(served, videos, settings, tmp_path, render=lambda r: build_scene(r.predictions)):
+        updates.append((update.outputs, dict(update.stages.seconds)))
+    wall = time.perf_counter() - started
+    (first_outputs, first_stages), (outputs, stages) = updates
+    assert first_outputs is None and list(first_stages) == ["decode", "inference", "scene"]
+    assert list(stages) == ["decode", "inference", "scene", "files"] and outputs["zip"].is_file()
+    assert sum(stages.values()) == pytest.approx(wall, rel=0.1)
+
+
+def test_model_progress_reaches_the_caller_per_layer_and_never_goes_back(served, tmp_path):
+    video = write_video(tmp_path / "p.mp4", frames=6, width=70, height=28)
+    reports = []
+    reconstruct(served, [video], ReconstructionSettings(frames_per_camera=3),
+                progress=lambda fraction, message: reports.append((fraction, message)))
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] <= 0.9
+    layers = [message for _, message in reports if "aggregator layer" in message]
+    assert len(layers) == served.config.depth
+
+
+def test_predictions_that_are_not_finite_are_refused_not_written(served, tmp_path, monkeypatch):
+    from vggt_mv import pipeline
+
+    real_predict = pipeline.predict
+
+    def broken(*args, **kwargs):
+        predictions = real_predict(*args, **kwargs)
+        return {k: np.full_like(v, np.nan) if k != "images" else v for k, v in predictions.items()}
+
+    monkeypatch.setattr(pipeline, "predict", broken)
+    video = write_video(tmp_path / "nan.mp4", frames=4, width=56, height=28)
+    with pytest.raises(ReconstructionError, match="NaN"):
+        list(run_stages(served, [video], ReconstructionSettings(frames_per_camera=1), tmp_path / "out",
+                        render=lambda r: None))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cameras_json_of_a_run_is_strict_json(served, tmp_path):
+    video = write_video(tmp_path / "j.mp4", frames=4, width=56, height=28)
+    result = reconstruct(served, [video], ReconstructionSettings(frames_per_camera=2))
+    text = write_outputs(result, tmp_path)["cameras"].read_text()
+    json.loads(text, parse_constant=lambda constant: pytest.fail(f"non-JSON constant {constant}"))

@@ -1,13 +1,15 @@
 """Downloads load back in the tools people use: trimesh for GLB/PLY, numpy for NPZ, json for cameras."""
 
 import json
+import zipfile
 
 import numpy as np
+import pytest
 import trimesh
 
 from tests.support.predictions import fake_predictions
-from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time
-from vggt_mv.viz.previews import camera_strip
+from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
+from vggt_mv.viz.previews import PADDING_COLORS, camera_strip
 
 
 def test_glb_holds_points_and_one_frustum_per_camera_per_time(tmp_path):
@@ -36,3 +38,48 @@ def test_npz_and_cameras_json_keep_the_time_camera_grid(tmp_path):
 def test_camera_strip_rows_are_cameras_and_columns_input_depth_confidence():
     strip = camera_strip(fake_predictions(cameras=3), time_step=1)
     assert strip.shape == (3 * 28, 3 * 42, 3) and strip.dtype == np.uint8
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN/Infinity, as JSON.parse in a browser does."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_cameras_json_is_strict_json_with_null_for_non_finite_values(tmp_path):
+    predictions = fake_predictions(steps=1, cameras=2)
+    predictions["intrinsic"][0, 1, 0, 0] = np.inf
+    predictions["extrinsic"][0, 0, 2, 3] = np.nan
+    cameras = strict_json(write_cameras_json(tmp_path / "cameras.json", predictions).read_text())
+    assert cameras["frames"][1]["intrinsic"][0][0] is None and cameras["frames"][0]["extrinsic"][2][3] is None
+    assert cameras["frames"][1]["intrinsic"][1][1] == pytest.approx(40.0)
+
+
+def test_npz_holds_the_valid_mask_and_is_stored_uncompressed_for_speed(tmp_path):
+    predictions = fake_predictions(padded_rows=3)
+    path = write_npz(tmp_path / "p.npz", predictions)
+    assert np.array_equal(np.load(path)["valid_mask"], predictions["valid_mask"])
+    assert {info.compress_type for info in zipfile.ZipFile(path).infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_zip_holds_every_download_with_its_folders(tmp_path):
+    (tmp_path / "out" / "ply").mkdir(parents=True)
+    (tmp_path / "out" / "cameras.json").write_text("{}")
+    (tmp_path / "out" / "ply" / "points_t000.ply").write_text("ply")
+    names = zipfile.ZipFile(write_zip(tmp_path / "out" / "all.zip", tmp_path / "out", exclude=("all.zip",))).namelist()
+    assert names == ["cameras.json", "ply/points_t000.ply"]
+
+
+def test_padding_never_becomes_a_point_in_any_download(tmp_path):
+    predictions = fake_predictions(steps=1, cameras=2, padded_rows=5)
+    cloud = trimesh.load(write_ply_per_time(tmp_path, predictions, conf_percentile=0)[0])
+    assert len(cloud.vertices) == predictions["valid_mask"].sum()
+
+
+def test_camera_strip_shows_padding_as_stripes_in_every_panel():
+    predictions = fake_predictions(cameras=2, padded_rows=4)
+    strip = camera_strip(predictions, time_step=0)
+    top_rows = strip[:4]
+    assert set(map(tuple, top_rows.reshape(-1, 3))) <= set(map(tuple, PADDING_COLORS))
+    assert len(set(map(tuple, strip[10, :42]))) > 2, "real pixels are drawn as the image"

@@ -74,3 +74,12 @@ def test_ground_truth_cameras_are_drawn_when_present():
     assert "ground truth 0" in names
     assert "ground truth 0" not in [t.name for t in build_scene(
         predictions, SceneOptions(point_budget=100, show_ground_truth=False)).data]
+
+
+def test_padded_pixels_never_become_points_nor_shift_the_confidence_percentile():
+    predictions = fake_predictions(steps=1, cameras=2, padded_rows=5)
+    selection = select_points(predictions, [0], conf_percentile=50, point_budget=10 ** 6)
+    valid = predictions["valid_mask"][0]
+    assert selection.confidence.max() < 100.0, "the (very confident) padding was kept"
+    real_confidence = predictions["world_points_conf"][0][valid]
+    assert selection.total_before_budget == (real_confidence >= np.percentile(real_confidence, 50)).sum()

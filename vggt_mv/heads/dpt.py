@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -23,6 +25,13 @@ def build_scratch(out_channels: list[int], features: int) -> nn.Module:
     scratch.refinenet3 = FeatureFusionBlock(features)
     scratch.refinenet4 = FeatureFusionBlock(features, has_residual=False)
     return scratch
+
+
+def chunk_bounds(frames: int, frames_chunk_size: int | None) -> list[tuple[int, int]]:
+    """[start, end) of each chunk of frames the head runs at once (one chunk when no size is given)."""
+    if not frames_chunk_size or frames_chunk_size >= frames:
+        return [(0, frames)]
+    return [(start, min(start + frames_chunk_size, frames)) for start in range(0, frames, frames_chunk_size)]
 
 
 class DPTHead(nn.Module):
@@ -62,14 +71,16 @@ class DPTHead(nn.Module):
             )
 
     def forward(self, aggregated_tokens_list: list[torch.Tensor | None], images: torch.Tensor, patch_start_idx: int,
-                frames_chunk_size: int | None = 8):
+                frames_chunk_size: int | None = 8, on_chunk: Callable[[str], None] | None = None):
         """images [B, S, 3, H, W] -> (values [B, S, H, W, C], conf [B, S, H, W]), or features [B, S, F, h, w]."""
         frames = images.shape[1]
-        if not frames_chunk_size or frames_chunk_size >= frames:
-            return self._forward_frames(aggregated_tokens_list, images, patch_start_idx, 0, frames)
-        chunks = [self._forward_frames(aggregated_tokens_list, images, patch_start_idx, start,
-                                       min(start + frames_chunk_size, frames))
-                  for start in range(0, frames, frames_chunk_size)]
+        chunks = []
+        for start, end in chunk_bounds(frames, frames_chunk_size):
+            chunks.append(self._forward_frames(aggregated_tokens_list, images, patch_start_idx, start, end))
+            if on_chunk is not None:
+                on_chunk(f"frames {start + 1}-{end} of {frames}")
+        if len(chunks) == 1:
+            return chunks[0]
         if self.feature_only:
             return torch.cat(chunks, dim=1)
         return torch.cat([c[0] for c in chunks], dim=1), torch.cat([c[1] for c in chunks], dim=1)

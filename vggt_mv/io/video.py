@@ -3,11 +3,16 @@
 Clock: camera n's frame for common time t is its frame shown at video time t + offset_n (the last
 frame whose presentation time is <= that time). The common range is where every camera has video;
 T time steps sit at the centres of T equal slices of the chosen window of that range, which works
-for any frame rate, variable frame rates and videos that report no frame rate at all.
+for any frame rate, variable frame rates and videos that report no frame rate at all. T is lowered until
+no camera would show the same frame at two time steps (the plan says why).
+
+Planning (probes -> ClipPlan: times and per-camera sizes) is pure; decoding follows the plan. Sizes
+and padding: vggt_mv.io.layout.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -15,8 +20,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-TARGET_WIDTH = 518
-PATCH_SIZE = 14
+from vggt_mv.io.layout import (MAX_HEIGHT, PATCH_SIZE, TARGET_WIDTH, CameraLayout, place_on_canvas,  # noqa: F401
+                               plan_layouts, scaled_size)
+
+# Frame times and requested times are compared with this slack (container time bases round).
+TIME_TOLERANCE = 1e-6
+target_size = scaled_size
 
 
 class VideoError(ValueError):
@@ -35,6 +44,7 @@ class VideoInfo:
     width: int
     height: int
     rotation: int
+    frame_times: tuple[float, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -47,23 +57,37 @@ class VideoInfo:
         return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
 
 
+# Demuxers that read one still image: a photo renamed .mp4 is not a camera's video.
+STILL_IMAGE_FORMATS = ("image2", "image2pipe")
+
+
+def shown_name(path: Path) -> str:
+    """A file's base name fit for a one-line message: control and direction characters become '?', long names cut."""
+    name = "".join("?" if not character.isprintable() else character for character in path.name)
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
 def _open(path: Path):
-    """av.open with our error message."""
+    """av.open with our error message (FFmpeg's reason, never the file's server path)."""
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
-        raise VideoError(f"{path.name}: not a readable video ({error.__class__.__name__}: "
-                         f"{getattr(error, 'strerror', None) or error})") from None
+        reason = getattr(error, "strerror", None) or error.__class__.__name__
+        raise VideoError(f"{shown_name(path)}: not a readable video ({error.__class__.__name__}: {reason})") from None
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Frame times from the packets (no decoding), so VFR and fps-0 files get a true span."""
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"{path.name}: file not found")
+        raise VideoError(f"{shown_name(path)}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{shown_name(path)}: is empty (0 bytes); upload the video again")
     with _open(path) as container:
         if not container.streams.video:
-            raise VideoError(f"{path.name}: has no video stream")
+            raise VideoError(f"{shown_name(path)}: has no video stream")
+        if container.format.name in STILL_IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+            raise VideoError(f"{shown_name(path)}: is a still image, not a video")
         stream = container.streams.video[0]
         time_base = stream.time_base or Fraction(1, 1_000_000)
         times, last_duration = [], 0.0
@@ -75,9 +99,9 @@ def probe_video(path: str | Path) -> VideoInfo:
                 last_duration = float((packet.duration or 0) * time_base)
         except av.error.FFmpegError as error:
             if not times:
-                raise VideoError(f"{path.name}: corrupt video ({error.__class__.__name__})") from None
+                raise VideoError(f"{shown_name(path)}: corrupt video ({error.__class__.__name__})") from None
         if not times:
-            raise VideoError(f"{path.name}: contains no video frames")
+            raise VideoError(f"{shown_name(path)}: contains no video frames")
         rotation = _first_frame_rotation(path)
         times.sort()
         reported_fps = reported_frame_rate(stream)
@@ -88,7 +112,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             fps = reported_fps
         frame_time = last_duration or (1.0 / fps if fps > 0 else 0.0)
         return VideoInfo(path, times[0], times[-1] + frame_time, len(times), fps,
-                         stream.codec_context.width, stream.codec_context.height, rotation)
+                         stream.codec_context.width, stream.codec_context.height, rotation, tuple(times))
 
 
 def reported_frame_rate(stream) -> float:
@@ -104,7 +128,7 @@ def _first_frame_rotation(path: Path) -> int:
                 return int(round(frame.rotation or 0)) % 360
         except av.error.FFmpegError:
             pass
-    raise VideoError(f"{path.name}: no frame could be decoded (truncated or corrupt file)")
+    raise VideoError(f"{shown_name(path)}: no frame could be decoded (truncated or corrupt file)")
 
 
 def common_window(infos: list[VideoInfo], offsets: list[float] | None = None) -> tuple[float, float]:
@@ -132,11 +156,111 @@ def plan_common_clock(infos: list[VideoInfo], num_steps: int, window: tuple[floa
     return [start + (k + 0.5) * step for k in range(num_steps)]
 
 
-def target_size(display_width: int, display_height: int, width: int = TARGET_WIDTH,
-                patch: int = PATCH_SIZE) -> tuple[int, int]:
-    """(width, height): width 518, height keeping the aspect, rounded to a multiple of the patch."""
-    height = max(patch, int(round(display_height * width / display_width / patch)) * patch)
-    return width, height
+def shown_frame_indices(frame_times: tuple[float, ...], times: list[float]) -> list[int]:
+    """Index of the frame shown at each time: the last at or before it (the first, before the video starts)."""
+    return [max(0, bisect_right(frame_times, time + TIME_TOLERANCE) - 1) for time in times]
+
+
+def repeats_a_frame(info: VideoInfo, times: list[float], offset: float) -> bool:
+    """True when two of the common times would show this camera's same frame (unknown frame times: never)."""
+    if not info.frame_times:
+        return False
+    shown = shown_frame_indices(info.frame_times, [time + offset for time in times])
+    return len(set(shown)) < len(shown)
+
+
+def distinct_time_steps(infos: list[VideoInfo], requested: int, window: tuple[float, float],
+                        offsets: list[float]) -> tuple[int, list[VideoInfo]]:
+    """The largest T <= requested at which no camera shows a frame twice, and the cameras that stop it growing."""
+    limiting: list[VideoInfo] = []
+    for steps in range(requested, 0, -1):
+        times = plan_common_clock(infos, steps, window, offsets)
+        repeating = [info for info, offset in zip(infos, offsets) if repeats_a_frame(info, times, offset)]
+        if not repeating:
+            return steps, limiting
+        limiting = repeating
+    return 1, limiting
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """What will be decoded, decided from the probes alone: T common times and each camera's layout."""
+
+    infos: tuple[VideoInfo, ...]
+    offsets: tuple[float, ...]
+    times: tuple[float, ...]
+    layouts: tuple[CameraLayout, ...]
+    requested_steps: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def steps(self) -> int:
+        """Effective T (at most the requested one)."""
+        return len(self.times)
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(width, height) of every model input frame."""
+        return self.layouts[0].canvas
+
+    def camera_lines(self) -> list[str]:
+        """'cam0.mp4: 640x360 -> 518x294' per camera, source size to processed size."""
+        return [f"{info.path.name}: {layout.describe()}" for info, layout in zip(self.infos, self.layouts)]
+
+
+def _frame_count_note(requested: int, steps: int, limiting: list[VideoInfo]) -> list[str]:
+    """Why T is lower than asked, naming the cameras with too few frames in the window."""
+    if steps >= requested:
+        return []
+    names = ", ".join(info.path.name for info in limiting)
+    verb = "shows" if len(limiting) == 1 else "show"
+    return [f"T capped at {steps} (asked for {requested}): {names} {verb} only {steps} distinct frames in the "
+            f"chosen window; more time steps would feed the model the same frame twice"]
+
+
+def _layout_notes(infos: list[VideoInfo], layouts: list[CameraLayout]) -> list[str]:
+    """Cropped cameras by name; one line when cameras of different shapes share a padded canvas."""
+    notes = [f"{info.path.name} ({info.display_size[0]}x{info.display_size[1]}) is taller than "
+             f"{layout.canvas[0]}x{layout.kept_height} at width {layout.scaled[0]}: centre-cropped like VGGT's crop "
+             f"mode ({layout.scaled[1] - layout.kept_height} of {layout.scaled[1]} rows cut)"
+             for info, layout in zip(infos, layouts) if layout.cropped]
+    if any(layout.padded for layout in layouts):
+        width, height = layouts[0].canvas
+        notes.append(f"cameras of different shapes are padded (white, centred) to {width}x{height}, never "
+                     "stretched; padded pixels never become points")
+    return notes
+
+
+def plan_clip(infos: list[VideoInfo], num_steps: int, window: tuple[float, float] = (0.0, 1.0),
+              offsets: list[float] | None = None, max_total_frames: int = 64, width: int = TARGET_WIDTH,
+              max_height: int = MAX_HEIGHT) -> ClipPlan:
+    """Effective T (never a repeated frame), the common times and each camera's size, from probes alone."""
+    offsets = list(offsets or [0.0] * len(infos))
+    if len(offsets) != len(infos):
+        raise VideoError(f"{len(offsets)} offsets for {len(infos)} cameras")
+    if num_steps < 1:
+        raise VideoError("choose at least one time step")
+    steps, limiting = distinct_time_steps(infos, num_steps, window, offsets)
+    if steps * len(infos) > max_total_frames:
+        raise VideoError(f"{steps} time steps x {len(infos)} cameras = {steps * len(infos)} frames, over "
+                         f"the limit of {max_total_frames}; lower the frames per camera to "
+                         f"{max(1, max_total_frames // len(infos))} or fewer")
+    layouts = plan_layouts([info.display_size for info in infos], width, max_height)
+    notes = _frame_count_note(num_steps, steps, limiting) + _layout_notes(infos, layouts)
+    return ClipPlan(tuple(infos), tuple(offsets), tuple(plan_common_clock(infos, steps, window, offsets)),
+                    tuple(layouts), num_steps, tuple(notes))
+
+
+def plan_multiview(paths: list[str | Path], num_steps: int, window: tuple[float, float] = (0.0, 1.0),
+                   offsets: list[float] | None = None, max_total_frames: int = 64, width: int = TARGET_WIDTH,
+                   max_height: int = MAX_HEIGHT) -> ClipPlan:
+    """Probe every video (packets only) and plan the clip."""
+    if not paths:
+        raise VideoError("upload at least one video (one per camera)")
+    if offsets and len(offsets) != len(paths):
+        raise VideoError(f"{len(offsets)} offsets for {len(paths)} cameras")
+    infos = [probe_video(path) for path in paths]
+    return plan_clip(infos, num_steps, window, offsets, max_total_frames, width, max_height)
 
 
 def decode_frames(path: str | Path, times: list[float], size: tuple[int, int] | None = None) -> np.ndarray:
@@ -152,7 +276,7 @@ def decode_frames(path: str | Path, times: list[float], size: tuple[int, int] | 
         try:
             for frame in container.decode(stream):
                 frame_time = frame.time if frame.time is not None else 0.0
-                while position < len(order) and frame_time > times[order[position]] + 1e-6:
+                while position < len(order) and frame_time > times[order[position]] + TIME_TOLERANCE:
                     chosen[order[position]] = previous if previous is not None else frame
                     position += 1
                 if position == len(order):
@@ -190,35 +314,34 @@ class MultiViewClip:
     infos: list[VideoInfo]
     size: tuple[int, int]
     notes: list[str] = field(default_factory=list)
+    valid_mask: np.ndarray | None = None
+    plan: ClipPlan | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
         """(T, N)."""
         return self.images.shape[0], self.images.shape[1]
 
+    def valid_mask_grid(self) -> np.ndarray:
+        """bool [T, N, H, W]: True where a pixel is a camera's own (not padding)."""
+        steps, cameras, _, height, width = self.images.shape
+        mask = self.valid_mask if self.valid_mask is not None else np.ones((cameras, height, width), dtype=bool)
+        return np.broadcast_to(mask[None], (steps, cameras, height, width)).copy()
+
+
+def decode_clip(plan: ClipPlan) -> MultiViewClip:
+    """Decode each camera at its planned times and place it, unstretched, on the common canvas."""
+    width, height = plan.canvas
+    images = np.empty((plan.steps, len(plan.infos), 3, height, width), dtype=np.float32)
+    for camera, (info, offset, layout) in enumerate(zip(plan.infos, plan.offsets, plan.layouts)):
+        frames = decode_frames(info.path, [time + offset for time in plan.times], layout.scaled)
+        images[:, camera] = place_on_canvas(frames, layout)
+    valid = np.stack([layout.valid_mask() for layout in plan.layouts])
+    return MultiViewClip(images, list(plan.times), list(plan.infos), plan.canvas, list(plan.notes), valid, plan)
+
 
 def load_multiview(paths: list[str | Path], num_steps: int, window: tuple[float, float] = (0.0, 1.0),
                    offsets: list[float] | None = None, max_total_frames: int = 64,
-                   width: int = TARGET_WIDTH) -> MultiViewClip:
-    """Float32 images [T, N, 3, H, W] in [0, 1]: every camera at every common time step, one shared size."""
-    if not paths:
-        raise VideoError("upload at least one video (one per camera)")
-    if num_steps * len(paths) > max_total_frames:
-        raise VideoError(f"{num_steps} time steps x {len(paths)} cameras = {num_steps * len(paths)} frames, over "
-                         f"the limit of {max_total_frames}; lower the frames per camera to "
-                         f"{max(1, max_total_frames // len(paths))} or fewer")
-    offsets = list(offsets or [0.0] * len(paths))
-    if len(offsets) != len(paths):
-        raise VideoError(f"{len(offsets)} offsets for {len(paths)} cameras")
-    infos = [probe_video(path) for path in paths]
-    times = plan_common_clock(infos, num_steps, window, offsets)
-    size = target_size(*infos[0].display_size, width=width)
-    notes = []
-    for info in infos[1:]:
-        own = target_size(*info.display_size, width=width)
-        if own != size:
-            notes.append(f"{info.path.name} is {info.display_size[0]}x{info.display_size[1]}; resized to "
-                         f"{size[0]}x{size[1]} like the first camera (aspect not kept)")
-    frames = [decode_frames(info.path, [t + offset for t in times], size) for info, offset in zip(infos, offsets)]
-    images = np.stack(frames, axis=1).astype(np.float32).transpose(0, 1, 4, 2, 3) / 255.0
-    return MultiViewClip(images, times, infos, size, notes)
+                   width: int = TARGET_WIDTH, max_height: int = MAX_HEIGHT) -> MultiViewClip:
+    """Float32 images [T, N, 3, H, W] in [0, 1]: every camera at every common time step, never stretched."""
+    return decode_clip(plan_multiview(paths, num_steps, window, offsets, max_total_frames, width, max_height))

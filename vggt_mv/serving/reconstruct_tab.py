@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,17 +12,29 @@ import numpy as np
 
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.video import VideoError
-from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, cached_reconstruction,
-                              plan_run, reconstruct, write_outputs)
+from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes,
+                              cached_reconstruction, plan_run, run_stages)
+from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
 from vggt_mv.viz.previews import camera_strip
 from vggt_mv.viz.scene import SceneOptions, build_scene
 
-SESSIONS_ROOT = Path(tempfile.gettempdir()) / "vggt-mv-sessions"
+SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
 ALL_TIME_STEPS = -1
+MAX_CAMERAS = 8
+MAX_OFFSET_SECONDS = 86_400.0
+MAX_POINT_BUDGET = 2_000_000
+MODES = ("auto", "multi", "global")
+COLOURS = ("rgb", "camera", "time", "confidence")
+# Containers PyAV (FFmpeg) decodes that phones, cameras and editors write; the upload filter accepts exactly these.
+VIDEO_FILE_TYPES = [".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                    ".3gp", ".ogv", ".wmv", ".flv", ".gif", ".y4m"]
 
 
 class UserFacingError(ValueError):
-    """A message for the person at the browser; the server carries on."""
+    """A message for the person at the browser, always one line (a file name cannot break it); the server carries on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join("".join(c if c.isprintable() else " " for c in str(message)).split()))
 
 
 @dataclass
@@ -49,69 +62,186 @@ def example_names() -> list[str]:
 
 
 def parse_offsets(text: str | None, cameras: int) -> tuple[float, ...]:
-    """'0, 0.1, -0.05' -> per-camera offsets; empty means all zero."""
+    """'0, 0.1, -0.05' -> per-camera offsets; empty means all zero; nan, inf and absurd values are refused."""
     if not text or not text.strip():
         return ()
     try:
         values = tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError:
-        raise UserFacingError(f"offsets must be numbers separated by commas, got {text!r}") from None
+        raise UserFacingError(f"offsets must be numbers separated by commas, got {_shortened(text)!r}") from None
     if len(values) != cameras:
         raise UserFacingError(f"{len(values)} offsets given for {cameras} cameras")
+    for value in values:
+        if not math.isfinite(value) or abs(value) > MAX_OFFSET_SECONDS:
+            raise UserFacingError(f"offsets must be seconds between -{MAX_OFFSET_SECONDS:g} and "
+                                  f"{MAX_OFFSET_SECONDS:g}, got {value:g}")
     return values
+
+
+def safe_name(path: Path) -> str:
+    """A file's base name for a message: never its server folder, never a line break."""
+    return _shortened(path.name, 60)
+
+
+def _shortened(text: str, limit: int = 40) -> str:
+    """A user's text, cut to fit in one line of an error message."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def whole_number(value, name: str, low: int, high: int) -> int:
+    """A request's count field as an int in [low, high], or one message saying what is allowed."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
+        raise UserFacingError(f"{name} must be a whole number from {low} to {high}, got {_shortened(value)}")
+    return int(number)
+
+
+def check_request(frames_per_camera, window_start, window_end, mode, color_by, conf_percentile, point_budget,
+                  max_total_frames: int) -> int:
+    """Refuse any field an API client can set out of range, before a video is opened; returns T."""
+    frames = whole_number(frames_per_camera, "frames per camera", 1, max(1, max_total_frames))
+    whole_number(point_budget, "point budget", 1, MAX_POINT_BUDGET)
+    number_in_range(conf_percentile, "confidence percentile", 0.0, 100.0)
+    start = number_in_range(window_start, "window start", 0.0, 1.0)
+    end = number_in_range(window_end, "window end", 0.0, 1.0)
+    if not start < end:
+        raise UserFacingError(f"window start must be below window end, got {start:g} and {end:g}")
+    if mode not in MODES:
+        raise UserFacingError(f"attention mode must be one of {', '.join(MODES)}, got {_shortened(mode)}")
+    if color_by not in COLOURS:
+        raise UserFacingError(f"colour must be one of {', '.join(COLOURS)}, got {_shortened(color_by)}")
+    return frames
+
+
+def number_in_range(value, name: str, low: float, high: float) -> float:
+    """A finite number in [low, high], or one message naming the field."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or not low <= number <= high:
+        raise UserFacingError(f"{name} must be a number from {low:g} to {high:g}, got {_shortened(value)}")
+    return number
 
 
 def resolve_videos(files: list | None, example_name: str | None):
     """Uploaded files win; otherwise the chosen example's videos (and its ground truth)."""
-    paths = [Path(getattr(f, "name", f)) for f in files or []]
+    if files is not None and not isinstance(files, (list, tuple)):
+        raise UserFacingError("videos must be a list of uploaded files")
+    if len(files or []) > MAX_CAMERAS:
+        raise UserFacingError(f"{len(files)} videos uploaded: at most {MAX_CAMERAS} cameras (one video each)")
+    paths = [upload_path(f) for f in files or []]
+    for path in paths:
+        if not path.is_file():
+            raise UserFacingError(f"{safe_name(path)}: not a file (upload one video file per camera)")
     if paths:
         return paths, None
     if example_name:
+        if example_name not in example_names():
+            raise UserFacingError(f"no example called {_shortened(example_name)!r}")
         example = find_example(example_name)
         return list(example.video_paths), example
     raise UserFacingError("upload one video per camera (1 to 8), or pick an example")
 
 
+def configure_sessions_root(root: str | Path) -> None:
+    """Where session folders live (the operator's setting); nothing outside it is ever written or removed."""
+    global SESSIONS_ROOT
+    SESSIONS_ROOT = Path(root)
+
+
+def upload_path(upload) -> Path:
+    """The server path of one uploaded file (a path string, a Path, or a tempfile-like object)."""
+    if isinstance(upload, (str, Path)):
+        return Path(upload)
+    if isinstance(getattr(upload, "name", None), str):
+        return Path(upload.name)
+    raise UserFacingError("videos must be a list of uploaded files")
+
+
+def session_folder_name(session_hash: str | None) -> str:
+    """A digest of the client's session id: no string a client sends can name a path outside SESSIONS_ROOT."""
+    return hashlib.sha256((session_hash or "anonymous").encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def is_session_folder(folder: Path) -> bool:
+    """True only for a real folder directly in SESSIONS_ROOT named like session_folder_name makes them."""
+    name_is_digest = len(folder.name) == 32 and all(c in "0123456789abcdef" for c in folder.name)
+    return (name_is_digest and not folder.is_symlink() and folder.is_dir()
+            and folder.resolve().parent == SESSIONS_ROOT.resolve())
+
+
 def session_folder(session_hash: str | None) -> Path:
     """A folder for one browser session's downloads (removed when the session ends)."""
-    folder = SESSIONS_ROOT / (session_hash or "anonymous")
+    folder = SESSIONS_ROOT / session_folder_name(session_hash)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
+def forget_earlier_runs(session_hash: str | None) -> None:
+    """Before a new run: drop the session's earlier runs' files, so one session keeps one run on disk."""
+    folder = SESSIONS_ROOT / session_folder_name(session_hash)
+    if is_session_folder(folder):
+        for run_folder in folder.iterdir():
+            if run_folder.is_dir() and not run_folder.is_symlink():
+                shutil.rmtree(run_folder, ignore_errors=True)
+            else:
+                run_folder.unlink(missing_ok=True)
+
+
 def remove_session_folder(session_hash: str | None) -> None:
-    """Forget a session's files."""
-    shutil.rmtree(SESSIONS_ROOT / (session_hash or "anonymous"), ignore_errors=True)
+    """Forget a session's files; anything that is not one of our session folders is left alone."""
+    folder = SESSIONS_ROOT / session_folder_name(session_hash)
+    if is_session_folder(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def describe_plan(served, files, example_name, frames_per_camera, max_total_frames) -> str:
-    """T x N, tokens and estimated memory, shown before running (or why it cannot run)."""
+    """Effective T (and why), each camera's source -> processed size, tokens and memory; or why it cannot run."""
     try:
         videos, _ = resolve_videos(files, example_name)
-        estimate = plan_run(served, videos, ReconstructionSettings(frames_per_camera=int(frames_per_camera),
-                                                                   max_total_frames=max_total_frames))
+        plan = plan_run(served, videos, ReconstructionSettings(frames_per_camera=int(frames_per_camera),
+                                                               max_total_frames=max_total_frames))
     except (UserFacingError, VideoError, ReconstructionError) as error:
         return f"⚠️ {error}"
-    return f"Planned: {estimate.describe()} on {served.device}."
+    return f"Planned on {served.device}: {plan.describe()}"
 
 
 def run(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
         display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None):
-    """Reconstruct and prepare everything the tab shows: figure, strip, downloads, status, cache key."""
+    """Reconstruct and prepare everything the tab shows: figure, strip, downloads (zip first), status, cache key."""
+    *_, last = run_progressively(served, files, example_name, frames_per_camera, window_start, window_end,
+                                 offsets_text, mode, display, session_hash, max_total_frames, progress)
+    return last
+
+
+def run_progressively(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
+                      display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None):
+    """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads."""
+    videos, example = resolve_videos(files, example_name)
+    settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
+                                      window=(float(window_start), float(window_end)),
+                                      offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
+                                      max_total_frames=max_total_frames)
+    updates = run_stages(served, videos, settings, lambda result: session_folder(session_hash) / result.key,
+                         render=lambda result: render(result, display), example=example, progress=progress,
+                         options=display.scene_options(int(frames_per_camera)))
     try:
-        videos, example = resolve_videos(files, example_name)
-        settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
-                                          window=(float(window_start), float(window_end)),
-                                          offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
-                                          max_total_frames=max_total_frames)
-        result = reconstruct(served, videos, settings, example=example, progress=progress)
+        first = next(updates)
+        figure, strip = first.view
+        key = first.result.key
+        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True), key
+        final = next(updates)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
-    figure, strip = render(result, display)
-    folder = session_folder(session_hash) / result.key
-    outputs = write_outputs(result, folder, display.scene_options(result.clip.grid[0]))
-    downloads = [str(outputs["glb"]), str(outputs["npz"]), str(outputs["cameras"])] + [str(p) for p in outputs["ply"]]
-    return figure, strip, downloads, status_text(served, result), result.key
+    outputs = final.outputs
+    downloads = [str(outputs["zip"]), str(outputs["glb"]), str(outputs["npz"]), str(outputs["cameras"])]
+    downloads += [str(path) for path in outputs["ply"]]
+    yield figure, strip, downloads, status_text(served, final.result, final.stages), key
 
 
 def render(result: Reconstruction, display: DisplayChoices):
@@ -131,13 +261,22 @@ def redraw(key: str | None, display: DisplayChoices):
     return render(result, display)
 
 
-def status_text(served, result: Reconstruction) -> str:
-    """One Markdown paragraph: grid, timings, notes."""
+def status_text(served, result: Reconstruction, stages: StageTimes | None = None, writing: bool = False) -> str:
+    """Markdown: grid and sizes, every stage's time (adding up to the wall time), notes."""
     steps, cameras = result.clip.grid
     height, width = result.clip.images.shape[-2:]
-    lines = [f"**{steps} time steps x {cameras} cameras** at {width}x{height} on {served.device} "
-             f"(preset {served.preset}): decode {result.seconds['decode']:.1f} s, "
-             f"inference {result.seconds['inference']:.1f} s."]
+    requested = result.settings.frames_per_camera
+    capped = f" (asked for {requested})" if steps < requested else ""
+    seconds = stages.seconds if stages is not None else result.seconds
+    timing = stages.describe() if stages is not None else ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
+    lines = [f"**{steps} time steps{capped} x {cameras} cameras** at {width}x{height} on {served.device} "
+             f"(preset {served.preset}): {timing}."]
+    if "inference" not in seconds:
+        lines.append("- Same videos, settings and weights as an earlier run: its predictions were reused.")
+    if writing:
+        lines.append("- Writing the downloads (zip, GLB, NPZ, cameras.json, PLY and COLMAP per time step)…")
+    if result.clip.plan is not None:
+        lines += [f"- {line}" for line in result.clip.plan.camera_lines()]
     lines += [f"- {note}" for note in result.notes]
     if "gt_extrinsic" in result.predictions:
         lines.append("- Ground-truth cameras (dashed grey) are aligned to camera 0 at the first time step.")

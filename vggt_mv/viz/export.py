@@ -1,10 +1,13 @@
-"""Downloads: GLB (points + camera frustums, trimesh), PLY per time step, NPZ of every prediction, cameras.json.
+"""Downloads: GLB (points + camera frustums, trimesh), PLY per time step, NPZ of every prediction, cameras.json,
+and one zip of them all (COLMAP models: vggt_mv.viz.colmap). Written uncompressed: float maps barely compress
+and deflating 70 MB took most of a run.
 
 NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
     images [T, N, 3, H, W] float32 in [0, 1]      pose_enc [T, N, 9]
     depth [T, N, H, W, 1]     depth_conf [T, N, H, W]
     world_points [T, N, H, W, 3]     world_points_conf [T, N, H, W]
     dynamic_mask [T, N, H/14, W/14]
+    valid_mask [T, N, H, W] bool: True on a camera's own pixels, False on padding (never a point)
     extrinsic [T, N, 3, 4] (world-to-camera, OpenCV)     intrinsic [T, N, 3, 3] (pixels)
     times [T] seconds on the common clock (when known)
     gt_extrinsic, gt_intrinsic (examples only) as extrinsic/intrinsic
@@ -13,6 +16,7 @@ NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,7 @@ from vggt_mv.viz.points import CAMERA_PALETTE, select_points
 
 EXPORT_POINT_BUDGET = 1_000_000
 NPZ_KEYS = ("images", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask",
-            "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic")
+            "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic")
 
 
 def frustum_mesh(extrinsic: np.ndarray, intrinsic: np.ndarray, image_size_hw, depth: float, color: str) -> trimesh.Trimesh:
@@ -70,8 +74,8 @@ def write_ply_per_time(folder: Path, predictions: dict[str, np.ndarray], conf_pe
 
 
 def write_npz(path: Path, predictions: dict[str, np.ndarray]) -> Path:
-    """Every prediction array (see the module docstring for keys and shapes), compressed."""
-    np.savez_compressed(path, **{key: np.asarray(predictions[key]) for key in NPZ_KEYS if key in predictions})
+    """Every prediction array (see the module docstring for keys and shapes), uncompressed (fast to write)."""
+    np.savez(path, **{key: np.asarray(predictions[key]) for key in NPZ_KEYS if key in predictions})
     return path
 
 
@@ -85,9 +89,23 @@ def write_cameras_json(path: Path, predictions: dict[str, np.ndarray]) -> Path:
                       "at time step 0; intrinsic in pixels of the model's input image",
         "image_size_hw": [int(height), int(width)],
         "frames": [{"time_step": t, "time": None if times is None else float(times[t]), "camera": n,
-                    "extrinsic": predictions["extrinsic"][t, n].round(6).tolist(),
-                    "intrinsic": predictions["intrinsic"][t, n].round(4).tolist()}
+                    "extrinsic": finite_or_none(predictions["extrinsic"][t, n].round(6)),
+                    "intrinsic": finite_or_none(predictions["intrinsic"][t, n].round(4))}
                    for t in range(steps) for n in range(cameras)],
     }
-    path.write_text(json.dumps(payload, indent=1))
+    path.write_text(json.dumps(payload, indent=1, allow_nan=False))
+    return path
+
+
+def finite_or_none(values: np.ndarray) -> list:
+    """Nested lists with NaN and infinities as None, so the file stays strict JSON (null)."""
+    return np.where(np.isfinite(values), values, None).tolist()
+
+
+def write_zip(path: Path, folder: Path, exclude: tuple[str, ...] = ()) -> Path:
+    """Every file under `folder` (except `exclude` at its top) in one zip, stored uncompressed for speed."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] not in exclude)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for file in files:
+            archive.write(file, file.relative_to(folder).as_posix())
     return path

@@ -21,6 +21,7 @@ class PointSelection:
     time_index: np.ndarray
     camera_index: np.ndarray
     total_before_budget: int
+    pixel_index: np.ndarray | None = None
 
 
 def weighted_sample_without_replacement(weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,17 +35,21 @@ def weighted_sample_without_replacement(weights: np.ndarray, count: int, rng: np
 def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], conf_percentile: float = 0.0,
                   conf_threshold: float = 0.0, point_budget: int = 200_000, seed: int = 0,
                   source: str = "world_points") -> PointSelection:
-    """Filter by confidence (percentile over the shown frames, then absolute), then meet the budget by sampling."""
+    """Drop padding and non-finite points, filter by confidence (percentile over what is left, then absolute),
+    then meet the budget by sampling."""
     points = predictions[source][time_steps]
     confidence = predictions[f"{source}_conf" if source == "world_points" else "depth_conf"][time_steps]
     images = predictions["images"][time_steps]
     steps, cameras, height, width = confidence.shape
     time_index = np.broadcast_to(np.array(time_steps)[:, None, None, None], confidence.shape).reshape(-1)
     camera_index = np.broadcast_to(np.arange(cameras)[None, :, None, None], confidence.shape).reshape(-1)
+    pixel_index = np.broadcast_to(np.arange(height * width).reshape(height, width), confidence.shape).reshape(-1)
     xyz = points.reshape(-1, 3)
     conf = confidence.reshape(-1)
     rgb = np.moveaxis(images, 2, -1).reshape(-1, 3)
     keep = np.isfinite(xyz).all(axis=1) & np.isfinite(conf)
+    if "valid_mask" in predictions:
+        keep &= predictions["valid_mask"][time_steps].reshape(-1)
     if conf_percentile > 0 and keep.any():
         keep &= conf >= np.percentile(conf[keep], conf_percentile)
     if conf_threshold > 0:
@@ -53,7 +58,7 @@ def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], con
     total = len(kept)
     chosen = kept[weighted_sample_without_replacement(conf[kept], point_budget, np.random.default_rng(seed))]
     return PointSelection(xyz[chosen].astype(np.float32), rgb[chosen].astype(np.float32), conf[chosen],
-                          time_index[chosen], camera_index[chosen], total)
+                          time_index[chosen], camera_index[chosen], total, pixel_index[chosen])
 
 
 def hex_colors(rgb: np.ndarray) -> list[str]:

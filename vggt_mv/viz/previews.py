@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 # A perceptually ordered ramp (dark blue -> teal -> yellow), sampled at 5 stops.
+PADDING_COLORS = np.array([[205, 205, 205], [160, 160, 160]], dtype=np.uint8)
+PADDING_STRIPE_WIDTH = 6
 RAMP = np.array([[0.18, 0.0, 0.33], [0.23, 0.32, 0.55], [0.13, 0.57, 0.55], [0.37, 0.79, 0.38], [0.99, 0.91, 0.15]])
 
 
@@ -20,12 +22,31 @@ def colorize(values: np.ndarray, low: float | None = None, high: float | None = 
     return ((RAMP[lower] * (1 - fraction) + RAMP[lower + 1] * fraction) * 255).astype(np.uint8)
 
 
+def padding_pattern(height: int, width: int) -> np.ndarray:
+    """uint8 [H, W, 3] grey diagonal stripes: what padding looks like, so no one reads it as a white wall."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    stripes = ((rows + cols) // PADDING_STRIPE_WIDTH) % 2
+    return PADDING_COLORS[stripes]
+
+
+def show_padding(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The image with its padded pixels (valid False) drawn as stripes."""
+    if valid.all():
+        return image
+    pattern = padding_pattern(*valid.shape)
+    return np.where(valid[..., None], image, pattern)
+
+
 def camera_strip(predictions: dict[str, np.ndarray], time_step: int) -> np.ndarray:
-    """uint8 image: one row per camera of [input | depth | confidence] at `time_step`."""
+    """uint8 image: one row per camera of [input | depth | confidence] at `time_step`, padding striped."""
     rows = []
     for camera in range(predictions["depth"].shape[1]):
+        height, width = predictions["depth"].shape[2:4]
+        valid = (predictions["valid_mask"][time_step, camera] if "valid_mask" in predictions
+                 else np.ones((height, width), dtype=bool))
         image = (np.moveaxis(predictions["images"][time_step, camera], 0, -1) * 255).clip(0, 255).astype(np.uint8)
-        depth = colorize(predictions["depth"][time_step, camera, ..., 0])
-        confidence = colorize(np.log(np.maximum(predictions["depth_conf"][time_step, camera], 1e-6)))
-        rows.append(np.concatenate([image, depth, confidence], axis=1))
+        depth = colorize(np.where(valid, predictions["depth"][time_step, camera, ..., 0], np.nan))
+        confidence = colorize(np.where(valid, np.log(np.maximum(predictions["depth_conf"][time_step, camera], 1e-6)),
+                                       np.nan))
+        rows.append(np.concatenate([show_padding(panel, valid) for panel in (image, depth, confidence)], axis=1))
     return np.concatenate(rows, axis=0)
