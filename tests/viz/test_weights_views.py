@@ -46,7 +46,7 @@ def test_full_size_treemap_is_fast_small_and_shows_the_provenance(full_size_repo
     hover = dict(zip(trace.ids, trace.hovertext))["aggregator.frame_blocks.3.attn.qkv.weight"]
     assert "decoder.6.attn.qkv.weight" in hover and "overrode checkpoint" in hover and "[3072, 1024]" in hover
     register = dict(zip(trace.ids, trace.hovertext))["aggregator.register_token"]
-    assert "NOT loaded from pi3:register_token: shape [1, 1, 5, 1024] vs model [1, 2, 4, 1024]" in register
+    assert "NOT loaded from pi3:register_token: model [1, 2, 4, 1024] vs source [1, 1, 5, 1024]" in register
 
 
 def test_every_tensor_leaf_is_coloured_by_its_status(full_size_report):
@@ -65,3 +65,20 @@ def test_tree_html_collapses_ranges_names_aliases_once_and_tables_list_the_facts
     assert ["pi3", "encoder.blocks", 336] in unexpected_rows(full_size_report)
     assert ["pi3", "pi3:decoder-even", 324, "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"] \
         in rule_rows(full_size_report)
+
+
+def test_a_dtype_mismatch_says_so_in_the_table_and_the_hover(tmp_path):
+    from tests.support.checkpoints import tiny_state, write_safetensors
+    from vggt_mv import VGGTMVConfig
+    from vggt_mv.viz.weights_treemap import build_treemap
+    from vggt_mv.weights import build_and_load
+
+    state = tiny_state()
+    state["camera_head.token_norm.weight"] = state["camera_head.token_norm.weight"].to(torch.int8)
+    _, report = build_and_load(VGGTMVConfig.from_preset("tiny"), dry_run=True,
+                               checkpoint=write_safetensors(tmp_path / "int8.safetensors", state))
+    row, = [r for r in mismatched_rows(report) if r[0] == "camera_head.token_norm.weight"]
+    assert row[3].endswith("float32") and row[4].endswith("int8")
+    trace = build_treemap(report).data[0]
+    hover = dict(zip(trace.ids, trace.hovertext))["camera_head.token_norm.weight"]
+    assert "NOT loaded" in hover and "source dtype int8" in hover

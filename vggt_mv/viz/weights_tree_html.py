@@ -67,9 +67,13 @@ def unexpected_rows(report) -> list[list]:
 
 
 def mismatched_rows(report) -> list[list]:
-    """[model key, source, source key, model shape, source shape]."""
-    return [[m["key"], m["source"], m["source_key"], str(m["model_shape"]), str(m["source_shape"])]
-            for m in report.mismatched]
+    """[model key, source, source key, model shape, source shape]; a dtype mismatch shows the dtypes beside the
+    (equal) shapes, so the row says what is wrong."""
+    def described(shape, dtype, reason) -> str:
+        return f"{shape} {dtype}" if reason == "dtype" else str(shape)
+
+    return [[m["key"], m["source"], m["source_key"], described(m["model_shape"], m.get("model_dtype"), m.get("reason")),
+             described(m["source_shape"], m.get("source_dtype"), m.get("reason"))] for m in report.mismatched]
 
 
 def overridden_rows(report) -> list[list]:

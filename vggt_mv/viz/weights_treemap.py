@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from vggt_mv.weights.render_text import mismatch_detail
 from vggt_mv.weights.tree import group_children
 
 STATUS_COLORS = {"checkpoint": "#2b8cbe", "pi3": "#31a354", "derived": "#dd8a2e", "random": "#d7301f"}
@@ -88,9 +89,9 @@ def treemap_nodes(report) -> dict[str, list]:
 
 
 def _mismatch_notes(report) -> dict[str, str]:
-    """Hover lines for tensors a source offered with the wrong shape."""
-    return {m["key"]: f"<br>NOT loaded from {m['source']}:{m['source_key']}: shape {m['source_shape']} vs model "
-                      f"{m['model_shape']}" for m in report.mismatched}
+    """Hover lines for tensors a source offered with the wrong shape or a non-floating dtype."""
+    return {m["key"]: f"<br>NOT loaded from {m['source']}:{m['source_key']}: {mismatch_detail(m)}"
+            for m in report.mismatched}
 
 
 def build_treemap(report, max_depth: int = 4) -> go.Figure:
