@@ -10,7 +10,7 @@ import gradio as gr
 from vggt_mv.serving import reconstruct_tab, weights_tab
 from vggt_mv.serving.gpu import on_gpu
 from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
-from vggt_mv.serving.model_store import load_served_model
+from vggt_mv.serving.model_store import banner_markdown, load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -42,9 +42,9 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                               color_by, conf_percentile, point_budget,
                                                               settings.max_total_frames)
             reconstruct_tab.forget_earlier_runs(session)
-            return reconstruct_tab.run(served, videos, example, frames_per_camera, window_start, window_end, offsets,
-                                       mode, display, session, settings.max_total_frames,
-                                       progress=lambda fraction, message: progress(fraction, desc=message))
+            yield from reconstruct_tab.run_progressively(
+                served, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
+                settings.max_total_frames, progress=lambda fraction, message: progress(fraction, desc=message))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
         finally:
@@ -64,48 +64,62 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         banner = gr.Markdown(banner_markdown(served), elem_id="model-banner")
         with gr.Tab("Reconstruct"):
             with gr.Row():
-                with gr.Column(scale=1):
+                with gr.Column(scale=1, min_width=340):
                     videos = gr.File(label="Videos (one per camera, 1 to 8)", file_count="multiple",
-                                     file_types=reconstruct_tab.VIDEO_FILE_TYPES)
-                    example = gr.Dropdown(label="…or an example", choices=reconstruct_tab.example_names(),
-                                          value=None)
-                    frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)")
+                                     file_types=reconstruct_tab.VIDEO_FILE_TYPES, height=150, elem_id="videos")
+                    example = gr.Dropdown(label="…or an example (uploads win)",
+                                          choices=reconstruct_tab.example_names(), value=None)
+                    run_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-button")
+                    plan = gr.Markdown(elem_id="plan")
+                    upload_preview = gr.Gallery(label="Uploads (first frame)", show_label=False, columns=4,
+                                                height="auto", object_fit="contain", visible=False,
+                                                elem_id="upload-preview", elem_classes=["captioned-gallery"])
                     with gr.Row():
-                        window_start = gr.Slider(0, 0.95, value=0, step=0.05, label="Window start")
-                        window_end = gr.Slider(0.05, 1, value=1, step=0.05, label="Window end")
-                    offsets = gr.Textbox(value="", label="Per-camera offsets in seconds (optional)", placeholder="0, 0.1, 0")
-                    mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode")
-                    plan = gr.Markdown()
-                    run_button = gr.Button("Reconstruct", variant="primary")
+                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140)
+                        mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode",
+                                        min_width=140)
+                    with gr.Row():
+                        window_start = gr.Slider(0, 0.95, value=0, step=0.05, label="Window start", min_width=140)
+                        window_end = gr.Slider(0.05, 1, value=1, step=0.05, label="Window end", min_width=140)
+                    offsets = gr.Textbox(value="", label="Per-camera offsets in seconds (optional)",
+                                         placeholder="0, 0.1, 0")
                 with gr.Column(scale=2):
                     scene = gr.Plot(label="Scene")
                     with gr.Row():
                         color_by = gr.Radio(["rgb", "camera", "time", "confidence"], value="rgb", label="Colour by")
-                        time_step = gr.Slider(-1, 31, value=-1, step=1, label="Time step (-1 = all)")
+                        time_step = gr.Slider(-1, 31, value=-1, step=1, label="Time step (-1 = all)",
+                                              elem_id="time-step")
                     with gr.Row():
                         conf_percentile = gr.Slider(0, 95, value=25, step=5, label="Drop lowest confidence (%)")
                         conf_threshold = gr.Number(value=0, label="Min confidence")
                         point_budget = gr.Slider(10_000, 400_000, value=200_000, step=10_000, label="Point budget")
-                        show_ground_truth = gr.Checkbox(value=True, label="Ground-truth cameras")
-                    strip = gr.Image(label="Per camera: input | depth | confidence", type="numpy")
-                    status = gr.Markdown()
-                    downloads = gr.File(label="Downloads (GLB, NPZ, cameras.json, PLY per time step)",
-                                        file_count="multiple")
+                        show_ground_truth = gr.Checkbox(value=True, label="Ground-truth cameras", visible=False)
+                    gr.Markdown("**Per camera** at the shown time step: input | depth | confidence")
+                    strip = gr.Gallery(label="Per camera: input | depth | confidence", show_label=False, columns=1,
+                                       height="auto", object_fit="contain", elem_id="camera-strip",
+                                       elem_classes=["captioned-gallery"])
+                    status = gr.Markdown(elem_id="run-status")
+                    downloads = gr.File(label=DOWNLOADS_LABEL, file_count="multiple", elem_id="downloads")
             key = gr.State(None)
             plan_inputs = [videos, example, frames]
             for component in plan_inputs:
                 component.change(lambda v, e, f: reconstruct_tab.describe_plan(served, v, e, f,
                                                                                settings.max_total_frames),
                                  plan_inputs, plan, api_visibility="private")
+            videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
+                          api_visibility="private")
             run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
                                            color_by, conf_percentile, point_budget],
-                             [scene, strip, downloads, status, key], api_name="reconstruct")
+                             [scene, strip, downloads, status, key], api_name="reconstruct").success(
+                reconstruct_tab.display_control_updates, key, [time_step, show_ground_truth],
+                api_visibility="private")
             display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, time_step,
                               show_ground_truth]
             for control in (conf_percentile, point_budget, time_step):
                 control.release(redraw, display_inputs, [scene, strip], api_visibility="private")
             for control in (color_by, conf_threshold, show_ground_truth):
                 control.change(redraw, display_inputs, [scene, strip], api_visibility="private")
+            conf_threshold.submit(redraw, display_inputs, [scene, strip], api_visibility="private")
         with gr.Tab("Weights", id="weights"):
             build_weights_tab(demo, served, settings, banner)
 
@@ -117,9 +131,16 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
     return demo
 
 
-def banner_markdown(served) -> str:
-    """The served model's warning (offline fallback, or mostly random weights), or nothing."""
-    return f"⚠️ **{served.banner}**" if served.banner else ""
+DOWNLOADS_LABEL = "Downloads (ZIP of everything incl. COLMAP per time step; GLB, NPZ, cameras.json, PLY per time step)"
+# Captions under each gallery image (not over it, not faded), images at their own aspect ratio.
+CSS = """
+.captioned-gallery .thumbnail-item { aspect-ratio: auto; height: auto; }
+.captioned-gallery .thumbnail-item img { height: auto; object-fit: contain; }
+.captioned-gallery .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
+.captioned-gallery .grid-wrap { height: auto; max-height: none; overflow: visible; }
+.captioned-gallery .caption-label { position: static; opacity: 1; max-width: 100%; white-space: normal; }
+"""
+LOAD_DISABLED_LABEL = "Load into the app's model (disabled: start with --allow-weight-loading)"
 
 
 def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: gr.Markdown) -> None:
@@ -140,7 +161,8 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
             preset = gr.Dropdown(["vggt-1b", "tiny"], value=served.preset, label="Model layout")
             with gr.Row():
                 dry_run_button = gr.Button("Dry run (headers only)", variant="primary")
-                load_button = gr.Button("Load into the app's model", interactive=settings.allow_weight_loading)
+                load_button = gr.Button("Load into the app's model" if settings.allow_weight_loading
+                                        else LOAD_DISABLED_LABEL, interactive=settings.allow_weight_loading)
             json_file = gr.File(label="JSON report")
         with gr.Column(scale=3):
             totals = gr.Markdown()
@@ -191,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     limit_malloc_arenas()
     demo = build_demo(settings)
-    demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(settings.sessions_dir)])
+    demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(settings.sessions_dir)],
+                css=CSS)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,16 @@ def test_reconstruct_three_example_videos_end_to_end(app):
     client, _ = app
     videos = [handle_file(str(p)) for p in list_examples()[0].video_paths]
     figure, strip, downloads, status = client.predict(videos=videos, frames_per_camera=3, api_name="/reconstruct")
+    assert [item["caption"] for item in strip] == [f"camera {n}: {p.name}" for n, p in
+                                                   enumerate(list_examples()[0].video_paths)]
     plot = json.loads(figure["plot"])
     names = [trace.get("name", "") for trace in plot["data"]]
     assert names[0].startswith("points (")
     for camera in range(3):
         assert f"camera {camera}" in names and f"camera {camera} trajectory" in names
-    assert "3 time steps x 3 cameras" in status
+    assert "3 time steps x 3 cameras" in status and "attention multi (auto)" in status
     by_name = {path.rsplit("/", 1)[-1]: path for path in downloads}
+    assert downloads[0].endswith("downloads.zip")
     scene = trimesh.load(by_name["scene.glb"])
     assert sum(type(g).__name__ == "PointCloud" for g in scene.geometry.values()) == 1
     assert len(trimesh.load(by_name["points_t000.ply"]).vertices) > 1000
@@ -52,4 +55,4 @@ def test_bad_input_gives_one_message_and_the_server_keeps_serving(app, tmp_path)
         client.predict(videos=[handle_file(str(fake))], api_name="/reconstruct")
     assert "not a readable video" in str(raised.value)
     _, _, _, status = client.predict(example=list_examples()[0].name, frames_per_camera=1, api_name="/reconstruct")
-    assert "1 time steps x 3 cameras" in status
+    assert "1 time step x 3 cameras" in status

@@ -5,11 +5,17 @@ import os
 
 import pytest
 
+from tests.support.videos import write_video
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, parse_offsets, redraw, run
 from vggt_mv.serving.settings import ServeSettings
+
+
+@pytest.fixture(scope="module")
+def served():
+    return load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
 
 
 def test_offsets_are_parsed_per_camera():
@@ -30,7 +36,12 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
                                                 "session-a", 64)
     folder = reconstruct_tab.session_folder("session-a")
     assert folder.parent == tmp_path and all(path.startswith(str(folder)) for path in downloads)
-    assert "2 time steps x 3 cameras" in status and strip.shape[0] == 3 * 294
+    assert "2 time steps x 3 cameras" in status and "attention multi (auto)" in status
+    assert [caption for _, caption in strip] == [f"camera {n}: {p.name}" for n, p in
+                                                 enumerate(list_examples()[0].video_paths)]
+    assert all(image.shape == (294, 3 * 518, 3) for image, _ in strip)
+    time_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    assert time_step["maximum"] == 1 and time_step["value"] == -1 and ground_truth["visible"] is True
     one_step, _ = redraw(key, DisplayChoices(time_step=1, color_by="camera"))
     assert one_step.layout.title.text == "time step 1"
     reconstruct_tab.remove_session_folder("session-a")
@@ -172,3 +183,52 @@ def test_an_unknown_example_is_refused():
 
 def test_user_facing_messages_are_always_one_line():
     assert str(UserFacingError("cam\nera.mp4: bad\r\nthing")) == "cam era.mp4: bad thing"
+
+
+def test_display_controls_before_any_run_change_nothing_instead_of_showing_errors():
+    assert redraw(None, DisplayChoices(time_step=3)) == ({"__type__": "update"}, {"__type__": "update"})
+    assert reconstruct_tab.display_control_updates(None) == ({"__type__": "update"}, {"__type__": "update"})
+
+
+def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_hides_ground_truth(
+        served, tmp_path, monkeypatch):
+    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
+    video = write_video(tmp_path / "solo.mp4", frames=3, width=64, height=48)
+    _, strip, downloads, status, key = run(served, [str(video)], None, 1, 0.0, 1.0, "", "auto", DisplayChoices(),
+                                           "solo", 64)
+    assert status.startswith("**1 time step x 1 camera** at ") and "attention single (auto)" in status
+    assert [caption for _, caption in strip] == ["camera 0: solo.mp4"]
+    assert downloads[0].endswith(".zip")
+    time_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    assert time_step["maximum"] == 0 and ground_truth["visible"] is False
+
+
+def test_uploads_win_over_a_chosen_example_and_the_plan_and_status_say_so(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
+    video = write_video(tmp_path / "mine.mp4", frames=3, width=64, height=48)
+    example = list_examples()[0].name
+    plan = reconstruct_tab.describe_plan(served, [str(video)], example, 1, 64)
+    assert "1 time step x 1 camera at" in plan and f"uploads are used; the example '{example}' is ignored" in plan
+    assert "camera 0 (mine.mp4): 64x48 -> " in plan
+    *_, status, _ = run(served, [str(video)], example, 1, 0.0, 1.0, "", "multi", DisplayChoices(), "mine", 64)
+    assert f"the example '{example}' is ignored" in status and "attention multi)" in status
+    assert "ignored" not in reconstruct_tab.describe_plan(served, None, example, 1, 64)
+
+
+def test_upload_previews_show_each_first_frame_upright_with_size_rate_and_frame_count(tmp_path):
+    portrait = write_video(tmp_path / "tall.mp4", frames=4, fps=10, width=36, height=64)
+    landscape = write_video(tmp_path / "wide.mp4", frames=1, fps=25, width=64, height=36)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    previews = reconstruct_tab.upload_previews([str(portrait), str(landscape), str(broken)])
+    assert [caption for _, caption in previews] == [
+        "camera 0: tall.mp4 (36x64, 10 fps, 4 frames)", "camera 1: wide.mp4 (64x36, 25 fps, 1 frame)",
+        "camera 2: broken.mp4: not a readable video (InvalidDataError: Invalid data found when processing input)"]
+    assert previews[0][0].shape == (64, 36, 3) and previews[1][0].shape == (36, 64, 3)
+    assert reconstruct_tab.upload_preview_update(None)["visible"] is False
+
+
+def test_a_phone_video_with_rotation_metadata_previews_upright(tmp_path):
+    phone = write_video(tmp_path / "phone.mp4", frames=2, width=64, height=36, rotation=90)
+    ((image, caption),) = reconstruct_tab.upload_previews([str(phone)])
+    assert caption.startswith("camera 0: phone.mp4 (36x64,") and image.shape == (64, 36, 3)

@@ -3,7 +3,7 @@
 import torch
 
 from tests.support.checkpoints import tiny_state, write_safetensors
-from vggt_mv.serving.model_store import load_served_model
+from vggt_mv.serving.model_store import banner_markdown, load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
 
 
@@ -24,6 +24,24 @@ def test_unreachable_weights_fall_back_to_tiny_random_with_a_banner(monkeypatch,
     served = load_served_model(ServeSettings())
     assert served.preset == "tiny" and served.random_share == 1.0
     assert "RANDOM" in served.banner and "facebook/VGGT-1B" in served.banner
+    shown = banner_markdown(served)
+    summary = shown.split("<summary>")[1].split("</summary>")[0]
+    assert "RANDOM" in summary and "\n" not in summary and "facebook/VGGT-1B" not in summary
+    assert shown.startswith("<details") and html_unescaped(shown.split("<pre")[1]).count(served.fallback_error) == 1
+
+
+def html_unescaped(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_a_banner_without_a_fallback_reason_is_one_bold_line_and_no_banner_is_nothing():
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    assert banner_markdown(served).startswith("⚠️ **No weights were requested") and "<details" not in banner_markdown(
+        served)
+    served.banner = None
+    assert banner_markdown(served) == ""
 
 
 def test_a_mostly_random_model_gets_a_banner_and_a_loaded_one_does_not(tmp_path):
@@ -32,7 +50,7 @@ def test_a_mostly_random_model_gets_a_banner_and_a_loaded_one_does_not(tmp_path)
     partial = write_safetensors(tmp_path / "partial.safetensors",
                                 {k: v for k, v in state.items() if k.startswith("aggregator.frame_blocks.0.")})
     loaded = load_served_model(ServeSettings(checkpoint=str(full), preset="tiny"))
-    assert loaded.banner is None and loaded.random_share == 0.0
+    assert loaded.banner is None and loaded.random_share == 0.0 and loaded.fallback_error is None
     assert isinstance(loaded.model.aggregator.camera_token, torch.nn.Parameter)
     mostly_random = load_served_model(ServeSettings(checkpoint=str(partial), preset="tiny"))
     assert mostly_random.random_share > 0.9 and "Weights tab" in mostly_random.banner

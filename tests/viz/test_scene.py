@@ -83,3 +83,17 @@ def test_padded_pixels_never_become_points_nor_shift_the_confidence_percentile()
     assert selection.confidence.max() < 100.0, "the (very confident) padding was kept"
     real_confidence = predictions["world_points_conf"][0][valid]
     assert selection.total_before_budget == (real_confidence >= np.percentile(real_confidence, 50)).sum()
+
+
+def test_min_confidence_above_every_point_says_which_control_to_lower():
+    predictions = fake_predictions(steps=2, cameras=2)
+    highest = float(predictions["world_points_conf"].max())
+    figure = build_scene(predictions, SceneOptions(conf_threshold=highest * 10))
+    assert figure.data[0].name == "points (0 of 0)"
+    (note,) = figure.layout.annotations
+    assert "No point passes the filters" in note.text and "lower 'Min confidence'" in note.text
+    assert f"{highest:.3g}" in note.text
+
+
+def test_a_scene_with_points_carries_no_empty_scene_note():
+    assert not build_scene(fake_predictions(steps=2, cameras=2), SceneOptions(point_budget=100)).layout.annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from vggt_mv.serving.settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 FALLBACK_PRESET = "tiny"
+FALLBACK_SUMMARY = (f"'{FALLBACK_PRESET}' preset with RANDOM weights: reconstructions are meaningless, but every part "
+                    "of the app works.")
 
 
 @dataclass
@@ -27,12 +30,14 @@ class ServedModel:
     report: object | None
     banner: str | None
     random_share: float
+    fallback_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_load(self, report, mostly_random_share: float) -> None:
         """New weights went into the served model: refresh the report, the random share and the banner."""
         self.report = report
         self.random_share = random_parameter_share(report)
+        self.fallback_error = None
         self.banner = mostly_random_banner(self.random_share, mostly_random_share)
 
     def replace_model(self, model: torch.nn.Module, report, mostly_random_share: float) -> None:
@@ -89,9 +94,8 @@ def load_served_model(settings: ServeSettings) -> ServedModel:
     except Exception as error:  # noqa: BLE001 - any failure to get weights means the offline fallback
         logger.warning("weights unavailable, serving the %s preset with random weights: %s", FALLBACK_PRESET, error)
         model = random_model(FALLBACK_PRESET, device)
-        banner = (f"Weights could not be loaded ({error}). Serving the '{FALLBACK_PRESET}' preset with RANDOM "
-                  "weights: reconstructions are meaningless, but every part of the app works.")
-        return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0)
+        banner = f"Weights could not be loaded ({error}). Serving the {FALLBACK_SUMMARY}"
+        return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0, fallback_error=str(error))
     model.eval()
     share = random_parameter_share(report)
     return ServedModel(model, settings.preset, device, report, mostly_random_banner(share, settings.mostly_random_share),
@@ -103,3 +107,14 @@ def mostly_random_banner(share: float, threshold: float) -> str | None:
     if share > threshold:
         return f"{share:.0%} of the served model's parameters are random: see the Weights tab."
     return None
+
+
+def banner_markdown(served: ServedModel) -> str:
+    """The banner as one line; an offline fallback's long reason (every file tried) folds into a <details>."""
+    if not served.banner:
+        return ""
+    if served.fallback_error is None:
+        return f"⚠️ **{html.escape(served.banner, quote=False)}**"
+    return (f"<details class='model-banner-details'><summary>⚠️ <b>Weights could not be loaded: serving the "
+            f"{html.escape(FALLBACK_SUMMARY)}</b> (click for why)</summary>\n\n"
+            f"<pre style='white-space: pre-wrap'>{html.escape(served.fallback_error)}</pre>\n\n</details>")

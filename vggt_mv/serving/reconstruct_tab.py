@@ -8,14 +8,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 
+from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.io.examples import find_example, list_examples
-from vggt_mv.io.video import VideoError
+from vggt_mv.io.thumbnails import first_frame
+from vggt_mv.io.video import ClipPlan, VideoError, shown_name
 from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes,
                               cached_reconstruction, plan_run, run_stages)
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
-from vggt_mv.viz.previews import camera_strip
+from vggt_mv.viz.previews import camera_rows
 from vggt_mv.viz.scene import SceneOptions, build_scene
 
 SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
@@ -200,6 +203,27 @@ def remove_session_folder(session_hash: str | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 camera', '3 cameras': a count with its noun in the right number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def ignored_example(files, example_name: str | None) -> str | None:
+    """The chosen example's name when uploads are present too (uploads win), else None."""
+    return example_name if files and example_name else None
+
+
+def uploads_win_note(example_name: str) -> str:
+    """Said in the plan and the status whenever uploads and an example are both chosen."""
+    return f"uploads are used; the example '{_shortened(example_name)}' is ignored"
+
+
+def camera_size_lines(plan: ClipPlan) -> list[str]:
+    """'camera 0 (left.mp4): 640x360 -> 518x294' per camera: which file is which camera, and its sizes."""
+    return [f"camera {index} ({shown_name(info.path)}): {layout.describe()}"
+            for index, (info, layout) in enumerate(zip(plan.infos, plan.layouts))]
+
+
 def describe_plan(served, files, example_name, frames_per_camera, max_total_frames) -> str:
     """Effective T (and why), each camera's source -> processed size, tokens and memory; or why it cannot run."""
     try:
@@ -208,7 +232,36 @@ def describe_plan(served, files, example_name, frames_per_camera, max_total_fram
                                                                max_total_frames=max_total_frames))
     except (UserFacingError, VideoError, ReconstructionError) as error:
         return f"⚠️ {error}"
-    return f"Planned on {served.device}: {plan.describe()}"
+    estimate = plan.estimate
+    lines = [f"Planned on {served.device}: {counted(estimate.time_steps, 'time step')} x "
+             f"{counted(estimate.cameras, 'camera')} at {estimate.width}x{estimate.height}: {estimate.tokens:,} tokens, "
+             f"about {estimate.peak_bytes / 1024 ** 3:.1f} GiB peak memory"]
+    lines += [f"- {line}" for line in camera_size_lines(plan.clip)]
+    lines += [f"- {note}" for note in plan.clip.notes]
+    ignored = ignored_example(files, example_name)
+    if ignored:
+        lines.append(f"- ⚠️ {uploads_win_note(ignored)}")
+    return "\n".join(lines)
+
+
+def upload_previews(files) -> list[tuple[np.ndarray, str]]:
+    """Each upload's first frame, captioned 'camera n: name (WxH, fps, frames)', before anything runs."""
+    previews = []
+    for index, upload in enumerate(list(files or [])[:MAX_CAMERAS]):
+        try:
+            path = upload_path(upload)
+        except UserFacingError:
+            continue
+        thumbnail = first_frame(path)
+        info = thumbnail.info
+        if info is None:
+            caption = f"camera {index}: {thumbnail.error}"
+        else:
+            width, height = info.display_size
+            caption = (f"camera {index}: {shown_name(path)} ({width}x{height}, {info.fps:.3g} fps, "
+                       f"{counted(info.frame_count, 'frame')})")
+        previews.append((thumbnail.image, caption))
+    return previews
 
 
 def run(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
@@ -234,55 +287,82 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
         first = next(updates)
         figure, strip = first.view
         key = first.result.key
-        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True), key
+        ignored = ignored_example(files, example_name)
+        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True, ignored=ignored), key
         final = next(updates)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
     outputs = final.outputs
     downloads = [str(outputs["zip"]), str(outputs["glb"]), str(outputs["npz"]), str(outputs["cameras"])]
     downloads += [str(path) for path in outputs["ply"]]
-    yield figure, strip, downloads, status_text(served, final.result, final.stages), key
+    yield figure, strip, downloads, status_text(served, final.result, final.stages, ignored=ignored), key
+
+
+def upload_preview_update(files) -> dict:
+    """The upload preview gallery: first frames when there are uploads, hidden otherwise."""
+    previews = upload_previews(files)
+    return gr.update(value=previews or None, visible=bool(previews))
 
 
 def render(result: Reconstruction, display: DisplayChoices):
-    """Figure and per-camera strip for the current display choices (no model run)."""
+    """Figure and per-camera strip (one captioned image per camera) for the display choices (no model run)."""
     steps = result.clip.grid[0]
     options = display.scene_options(steps)
     figure = build_scene(result.predictions, options)
-    strip = camera_strip(result.predictions, options.time_step or 0)
-    return figure, strip
+    return figure, camera_gallery(result, options.time_step or 0)
+
+
+def camera_gallery(result: Reconstruction, time_step: int) -> list[tuple[np.ndarray, str]]:
+    """[input | depth | confidence] per camera, captioned 'camera n: file name' so no one guesses which is which."""
+    rows = camera_rows(result.predictions, time_step)
+    return [(row, f"camera {index}: {shown_name(info.path)}")
+            for index, (row, info) in enumerate(zip(rows, result.clip.infos))]
 
 
 def redraw(key: str | None, display: DisplayChoices):
-    """Display controls changed: rebuild from the session's cached predictions."""
+    """Display controls changed: rebuild from the session's cached predictions; before any run, change nothing."""
+    if key is None:
+        return gr.skip(), gr.skip()
     result = cached_reconstruction(key)
     if result is None:
         raise UserFacingError("run a reconstruction first (or again: its results left the cache)")
     return render(result, display)
 
 
-def status_text(served, result: Reconstruction, stages: StageTimes | None = None, writing: bool = False) -> str:
-    """Markdown: grid and sizes, every stage's time (adding up to the wall time), notes."""
+def display_control_updates(key: str | None) -> tuple:
+    """After a run: the time slider spans exactly 0..T-1 (reset to all), the ground-truth toggle only with ground
+    truth."""
+    result = cached_reconstruction(key) if key is not None else None
+    if result is None:
+        return gr.skip(), gr.skip()
+    last = result.clip.grid[0] - 1
+    time_step = gr.update(minimum=ALL_TIME_STEPS, maximum=max(last, 0), value=ALL_TIME_STEPS,
+                          label=f"Time step (-1 = all, 0..{last})", interactive=last > 0)
+    return time_step, gr.update(visible="gt_extrinsic" in result.predictions)
+
+
+def status_text(served, result: Reconstruction, stages: StageTimes | None = None, writing: bool = False,
+                ignored: str | None = None) -> str:
+    """Markdown: grid, sizes and attention mode, every stage's time (adding up to the wall time), notes."""
     steps, cameras = result.clip.grid
     height, width = result.clip.images.shape[-2:]
     requested = result.settings.frames_per_camera
     capped = f" (asked for {requested})" if steps < requested else ""
+    mode = resolve_mode(result.settings.mode, cameras)
+    how = " (auto)" if result.settings.mode == "auto" else ""
     seconds = stages.seconds if stages is not None else result.seconds
     timing = stages.describe() if stages is not None else ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
-    lines = [f"**{steps} time steps{capped} x {cameras} cameras** at {width}x{height} on {served.device} "
-             f"(preset {served.preset}): {timing}."]
+    lines = [f"**{counted(steps, 'time step')}{capped} x {counted(cameras, 'camera')}** at {width}x{height} on "
+             f"{served.device} (preset {served.preset}, attention {mode}{how}): {timing}."]
+    if ignored:
+        lines.append(f"- ⚠️ {uploads_win_note(ignored)}.")
     if "inference" not in seconds:
         lines.append("- Same videos, settings and weights as an earlier run: its predictions were reused.")
     if writing:
         lines.append("- Writing the downloads (zip, GLB, NPZ, cameras.json, PLY and COLMAP per time step)…")
     if result.clip.plan is not None:
-        lines += [f"- {line}" for line in result.clip.plan.camera_lines()]
+        lines += [f"- {line}" for line in camera_size_lines(result.clip.plan)]
     lines += [f"- {note}" for note in result.notes]
     if "gt_extrinsic" in result.predictions:
         lines.append("- Ground-truth cameras (dashed grey) are aligned to camera 0 at the first time step.")
     return "\n".join(lines)
-
-
-def empty_strip() -> np.ndarray:
-    """Placeholder image before the first run."""
-    return np.zeros((8, 8, 3), dtype=np.uint8)

@@ -37,8 +37,8 @@ def show_padding(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid[..., None], image, pattern)
 
 
-def camera_strip(predictions: dict[str, np.ndarray], time_step: int) -> np.ndarray:
-    """uint8 image: one row per camera of [input | depth | confidence] at `time_step`, padding striped."""
+def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.ndarray]:
+    """One uint8 image per camera, [input | depth | confidence] at `time_step`, padding striped."""
     rows = []
     for camera in range(predictions["depth"].shape[1]):
         height, width = predictions["depth"].shape[2:4]
@@ -49,4 +49,9 @@ def camera_strip(predictions: dict[str, np.ndarray], time_step: int) -> np.ndarr
         confidence = colorize(np.where(valid, np.log(np.maximum(predictions["depth_conf"][time_step, camera], 1e-6)),
                                        np.nan))
         rows.append(np.concatenate([show_padding(panel, valid) for panel in (image, depth, confidence)], axis=1))
-    return np.concatenate(rows, axis=0)
+    return rows
+
+
+def camera_strip(predictions: dict[str, np.ndarray], time_step: int) -> np.ndarray:
+    """uint8 image: one row per camera of [input | depth | confidence] at `time_step`, padding striped."""
+    return np.concatenate(camera_rows(predictions, time_step), axis=0)

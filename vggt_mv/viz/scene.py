@@ -50,6 +50,25 @@ def _line_trace(xyz: np.ndarray, name: str, color: str, group: str, dash: str = 
                         hoverinfo="name")
 
 
+def highest_confidence(predictions: dict[str, np.ndarray], time_steps: list[int]) -> float | None:
+    """The largest point confidence among valid, finite points of the shown time steps (None when there are none)."""
+    confidence = predictions["world_points_conf"][time_steps]
+    keep = np.isfinite(confidence) & np.isfinite(predictions["world_points"][time_steps]).all(axis=-1)
+    if "valid_mask" in predictions:
+        keep &= predictions["valid_mask"][time_steps]
+    return float(confidence[keep].max()) if keep.any() else None
+
+
+def empty_scene_message(options: SceneOptions, highest: float | None) -> str:
+    """Why no point is drawn, naming the control to lower, so an empty plot never looks like a broken one."""
+    if highest is None:
+        return "No valid point at the shown time steps."
+    if options.conf_threshold > highest:
+        return (f"No point passes the filters: lower 'Min confidence' (now {options.conf_threshold:g}; "
+                f"the highest confidence here is {highest:.3g}).")
+    return "No point passes the filters: lower 'Drop lowest confidence (%)' or 'Min confidence'."
+
+
 def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None = None) -> go.Figure:
     """Figure from numpy predictions with a [T, N] prefix (see vggt_mv.inference.predict)."""
     options = options or SceneOptions()
@@ -91,7 +110,13 @@ def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None
                "zaxis": {"title": "-y (up)"},
                "camera": {"up": {"x": 0, "y": 0, "z": 1}, "eye": {"x": 0.0, "y": -1.6, "z": 0.7},
                           "center": {"x": 0, "y": 0, "z": 0}}},
-        margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"itemsizing": "constant", "groupclick": "togglegroup"},
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        legend={"itemsizing": "constant", "groupclick": "togglegroup", "x": 0.01, "y": 0.93, "xanchor": "left",
+                "yanchor": "top", "bgcolor": "rgba(255, 255, 255, 0.7)"},  # clear of the colour bar on the right
         uirevision="scene", title={"text": ("all time steps" if options.time_step is None
                                             else f"time step {options.time_step}"), "x": 0.02})
+    if len(display_points) == 0:
+        figure.add_annotation(text=empty_scene_message(options, highest_confidence(predictions, shown_steps)),
+                              xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 16},
+                              bgcolor="rgba(255, 240, 200, 0.9)")
     return figure
