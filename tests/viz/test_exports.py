@@ -9,7 +9,7 @@ import trimesh
 
 from tests.support.predictions import fake_predictions
 from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
-from vggt_mv.viz.previews import PADDING_COLORS, camera_strip
+from vggt_mv.viz.previews import PADDING_COLORS, camera_rows
 
 
 def test_glb_holds_points_and_one_frustum_per_camera_per_time(tmp_path):
@@ -35,9 +35,9 @@ def test_npz_and_cameras_json_keep_the_time_camera_grid(tmp_path):
     assert np.allclose(cameras["frames"][4]["extrinsic"], predictions["extrinsic"][1, 1], atol=1e-5)
 
 
-def test_camera_strip_rows_are_cameras_and_columns_input_depth_confidence():
-    strip = camera_strip(fake_predictions(cameras=3), time_step=1)
-    assert strip.shape == (3 * 28, 3 * 42, 3) and strip.dtype == np.uint8
+def test_camera_rows_are_one_per_camera_with_columns_input_depth_confidence():
+    rows = camera_rows(fake_predictions(cameras=3), time_step=1)
+    assert len(rows) == 3 and all(row.shape == (28, 3 * 42, 3) and row.dtype == np.uint8 for row in rows)
 
 
 def strict_json(text: str):
@@ -77,9 +77,9 @@ def test_padding_never_becomes_a_point_in_any_download(tmp_path):
     assert len(cloud.vertices) == predictions["valid_mask"].sum()
 
 
-def test_camera_strip_shows_padding_as_stripes_in_every_panel():
+def test_camera_rows_show_padding_as_stripes_in_every_panel():
     predictions = fake_predictions(cameras=2, padded_rows=4)
-    strip = camera_strip(predictions, time_step=0)
+    strip = camera_rows(predictions, time_step=0)[0]
     top_rows = strip[:4]
     assert set(map(tuple, top_rows.reshape(-1, 3))) <= set(map(tuple, PADDING_COLORS))
     assert len(set(map(tuple, strip[10, :42]))) > 2, "real pixels are drawn as the image"

@@ -50,8 +50,3 @@ def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.n
                                        np.nan))
         rows.append(np.concatenate([show_padding(panel, valid) for panel in (image, depth, confidence)], axis=1))
     return rows
-
-
-def camera_strip(predictions: dict[str, np.ndarray], time_step: int) -> np.ndarray:
-    """uint8 image: one row per camera of [input | depth | confidence] at `time_step`, padding striped."""
-    return np.concatenate(camera_rows(predictions, time_step), axis=0)
