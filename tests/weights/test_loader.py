@@ -172,3 +172,17 @@ def test_a_non_persistent_buffer_left_without_data_is_an_error_naming_the_hook(t
     report = load_weights(careful, checkpoint=path)
     assert report.summary()["checkpoint_loaded"] == 2
     torch.testing.assert_close(careful.linear(torch.ones(1, 2)) * careful.scale, torch.full((1, 2), 6.0))
+
+
+@pytest.mark.parametrize("poison, finite", [(None, True), (float("nan"), False), (float("inf"), False),
+                                            (float("-inf"), False)])
+def test_the_finite_check_sees_every_non_finite_value_and_no_false_alarm_from_overflow(poison, finite):
+    from vggt_mv.weights.loader import is_finite
+
+    huge = torch.full((8,), 3e38)  # finite values whose sum overflows
+    assert is_finite(huge)
+    value = torch.randn(1000)
+    if poison is not None:
+        value[777] = poison
+    assert is_finite(value) is finite
+    assert is_finite(value.half()) is finite
