@@ -19,7 +19,8 @@ import torch  # noqa: E402
 
 from vggt_mv.inference import predict  # noqa: E402
 from vggt_mv.io.examples import list_examples  # noqa: E402
-from vggt_mv.io.video import decode_frames, probe_video, scaled_size  # noqa: E402
+from vggt_mv.io.layout import scaled_size  # noqa: E402
+from vggt_mv.io.video import decode_frames, probe_video  # noqa: E402
 from vggt_mv.pipeline import ReconstructionSettings, run_stages, write_outputs  # noqa: E402
 from vggt_mv.serving.model_store import load_served_model  # noqa: E402
 from vggt_mv.serving.settings import ServeSettings  # noqa: E402

@@ -41,6 +41,11 @@ SCENE_PROGRESS = 0.87
 FILES_PROGRESS = 0.93
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 camera', '3 cameras': a count with its noun in the right number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 class ReconstructionError(RuntimeError):
     """A run that cannot go ahead or failed for a reason the user can act on."""
 
@@ -69,8 +74,9 @@ class RunEstimate:
 
     def describe(self) -> str:
         """One line for the UI."""
-        return (f"{self.time_steps} time steps x {self.cameras} cameras at {self.width}x{self.height}: "
-                f"{self.tokens:,} tokens, about {self.peak_bytes / 1024 ** 3:.1f} GiB peak memory")
+        return (f"{counted(self.time_steps, 'time step')} x {counted(self.cameras, 'camera')} at "
+                f"{self.width}x{self.height}: {self.tokens:,} tokens, about {self.peak_bytes / 1024 ** 3:.1f} GiB "
+                "peak memory")
 
 
 class StageTimes:

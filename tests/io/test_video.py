@@ -5,9 +5,9 @@ import pytest
 
 from tests.support.videos import frame_index_seen, write_video
 from vggt_mv.io import video as video_module
-from vggt_mv.io.layout import plan_layouts
+from vggt_mv.io.layout import plan_layouts, scaled_size
 from vggt_mv.io.video import (VideoError, decode_clip, decode_frames, load_multiview, plan_common_clock, plan_multiview,
-                              probe_video, target_size)
+                              probe_video)
 
 
 def test_cameras_with_different_fps_durations_and_sizes_share_one_clock(tmp_path):
@@ -95,7 +95,7 @@ def test_rotation_metadata_is_honoured(tmp_path):
     path = write_video(tmp_path / "r.mp4", frames=3, width=64, height=48, rotation=90)
     info = probe_video(path)
     assert info.rotation == 90 and info.display_size == (48, 64)
-    frames = decode_frames(path, [0.0], target_size(*info.display_size))
+    frames = decode_frames(path, [0.0], scaled_size(*info.display_size))
     assert frames.shape == (1, 686, 518, 3)
     marker = frames[0, -100:, :100, 0].mean() > 200  # the top-left marker turned 90 degrees counter-clockwise
     assert marker

@@ -95,7 +95,7 @@ def test_videos_of_different_aspect_and_fps_keep_their_aspect_and_never_repeat_a
     plan = plan_run(served, [wide, boxy], ReconstructionSettings(frames_per_camera=8))
     text = plan.describe()
     assert "5 time steps x 2 cameras at 518x392" in text and "T capped at 5 (asked for 8)" in text
-    assert "wide.mp4: 128x72 -> 518x294, padded to 518x392" in text and "boxy.mp4: 64x48 -> 518x392" in text
+    assert "(wide.mp4): 128x72 -> 518x294, padded to 518x392" in text and "(boxy.mp4): 64x48 -> 518x392" in text
     predictions = reconstruct(served, [wide, boxy], ReconstructionSettings(frames_per_camera=8)).predictions
     valid = predictions["valid_mask"]
     assert valid.shape == (5, 2, 392, 518) and valid.dtype == bool

@@ -20,12 +20,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vggt_mv.io.layout import (MAX_HEIGHT, PATCH_SIZE, TARGET_WIDTH, CameraLayout, place_on_canvas,  # noqa: F401
-                               plan_layouts, scaled_size)
+from vggt_mv.io.layout import MAX_HEIGHT, TARGET_WIDTH, CameraLayout, place_on_canvas, plan_layouts
 
 # Frame times and requested times are compared with this slack (container time bases round).
 TIME_TOLERANCE = 1e-6
-target_size = scaled_size
 
 
 class VideoError(ValueError):
@@ -137,7 +135,7 @@ def common_window(infos: list[VideoInfo], offsets: list[float] | None = None) ->
     start = max(info.start - offset for info, offset in zip(infos, offsets))
     end = min(info.end - offset for info, offset in zip(infos, offsets))
     if end <= start:
-        spans = ", ".join(f"{i.path.name} {i.start - o:.2f}-{i.end - o:.2f}s" for i, o in zip(infos, offsets))
+        spans = ", ".join(f"{shown_name(i.path)} {i.start - o:.2f}-{i.end - o:.2f}s" for i, o in zip(infos, offsets))
         raise VideoError(f"the videos share no common time range ({spans}); adjust the camera offsets")
     return start, end
 
@@ -204,15 +202,16 @@ class ClipPlan:
         return self.layouts[0].canvas
 
     def camera_lines(self) -> list[str]:
-        """'cam0.mp4: 640x360 -> 518x294' per camera, source size to processed size."""
-        return [f"{info.path.name}: {layout.describe()}" for info, layout in zip(self.infos, self.layouts)]
+        """'camera 0 (left.mp4): 640x360 -> 518x294' per camera: which file is which camera, and its sizes."""
+        return [f"camera {index} ({shown_name(info.path)}): {layout.describe()}"
+                for index, (info, layout) in enumerate(zip(self.infos, self.layouts))]
 
 
 def _frame_count_note(requested: int, steps: int, limiting: list[VideoInfo]) -> list[str]:
     """Why T is lower than asked, naming the cameras with too few frames in the window."""
     if steps >= requested:
         return []
-    names = ", ".join(info.path.name for info in limiting)
+    names = ", ".join(shown_name(info.path) for info in limiting)
     verb = "shows" if len(limiting) == 1 else "show"
     return [f"T capped at {steps} (asked for {requested}): {names} {verb} only {steps} distinct frames in the "
             f"chosen window; more time steps would feed the model the same frame twice"]
@@ -220,7 +219,7 @@ def _frame_count_note(requested: int, steps: int, limiting: list[VideoInfo]) -> 
 
 def _layout_notes(infos: list[VideoInfo], layouts: list[CameraLayout]) -> list[str]:
     """Cropped cameras by name; one line when cameras of different shapes share a padded canvas."""
-    notes = [f"{info.path.name} ({info.display_size[0]}x{info.display_size[1]}) is taller than "
+    notes = [f"{shown_name(info.path)} ({info.display_size[0]}x{info.display_size[1]}) is taller than "
              f"{layout.canvas[0]}x{layout.kept_height} at width {layout.scaled[0]}: centre-cropped like VGGT's crop "
              f"mode ({layout.scaled[1] - layout.kept_height} of {layout.scaled[1]} rows cut)"
              for info, layout in zip(infos, layouts) if layout.cropped]
@@ -284,11 +283,11 @@ def decode_frames(path: str | Path, times: list[float], size: tuple[int, int] | 
                 previous = frame
         except av.error.FFmpegError:
             if previous is None:
-                raise VideoError(f"{path.name}: no frame could be decoded (truncated or corrupt file)") from None
+                raise VideoError(f"{shown_name(path)}: no frame could be decoded (truncated or corrupt file)") from None
         for index in order[position:]:
             chosen[index] = previous
     if any(frame is None for frame in chosen):
-        raise VideoError(f"{path.name}: contains no decodable frames")
+        raise VideoError(f"{shown_name(path)}: contains no decodable frames")
     return np.stack([_to_rgb(frame, size) for frame in chosen])
 
 

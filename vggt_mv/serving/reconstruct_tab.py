@@ -14,9 +14,9 @@ import numpy as np
 from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.thumbnails import first_frame
-from vggt_mv.io.video import ClipPlan, VideoError, shown_name
+from vggt_mv.io.video import VideoError, shown_name
 from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes,
-                              cached_reconstruction, plan_run, run_stages)
+                              cached_reconstruction, counted, plan_run, run_stages)
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
 from vggt_mv.viz.previews import camera_rows
 from vggt_mv.viz.scene import SceneOptions, build_scene
@@ -81,11 +81,6 @@ def parse_offsets(text: str | None, cameras: int) -> tuple[float, ...]:
     return values
 
 
-def safe_name(path: Path) -> str:
-    """A file's base name for a message: never its server folder, never a line break."""
-    return _shortened(path.name, 60)
-
-
 def _shortened(text: str, limit: int = 40) -> str:
     """A user's text, cut to fit in one line of an error message."""
     flat = " ".join(str(text).split())
@@ -140,7 +135,7 @@ def resolve_videos(files: list | None, example_name: str | None):
     paths = [upload_path(f) for f in files or []]
     for path in paths:
         if not path.is_file():
-            raise UserFacingError(f"{safe_name(path)}: not a file (upload one video file per camera)")
+            raise UserFacingError(f"{shown_name(path)}: not a file (upload one video file per camera)")
     if paths:
         return paths, None
     if example_name:
@@ -203,11 +198,6 @@ def remove_session_folder(session_hash: str | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def counted(number: int, noun: str) -> str:
-    """'1 camera', '3 cameras': a count with its noun in the right number."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 def ignored_example(files, example_name: str | None) -> str | None:
     """The chosen example's name when uploads are present too (uploads win), else None."""
     return example_name if files and example_name else None
@@ -218,12 +208,6 @@ def uploads_win_note(example_name: str) -> str:
     return f"uploads are used; the example '{_shortened(example_name)}' is ignored"
 
 
-def camera_size_lines(plan: ClipPlan) -> list[str]:
-    """'camera 0 (left.mp4): 640x360 -> 518x294' per camera: which file is which camera, and its sizes."""
-    return [f"camera {index} ({shown_name(info.path)}): {layout.describe()}"
-            for index, (info, layout) in enumerate(zip(plan.infos, plan.layouts))]
-
-
 def describe_plan(served, files, example_name, frames_per_camera, max_total_frames) -> str:
     """Effective T (and why), each camera's source -> processed size, tokens and memory; or why it cannot run."""
     try:
@@ -232,12 +216,7 @@ def describe_plan(served, files, example_name, frames_per_camera, max_total_fram
                                                                max_total_frames=max_total_frames))
     except (UserFacingError, VideoError, ReconstructionError) as error:
         return f"⚠️ {error}"
-    estimate = plan.estimate
-    lines = [f"Planned on {served.device}: {counted(estimate.time_steps, 'time step')} x "
-             f"{counted(estimate.cameras, 'camera')} at {estimate.width}x{estimate.height}: {estimate.tokens:,} tokens, "
-             f"about {estimate.peak_bytes / 1024 ** 3:.1f} GiB peak memory"]
-    lines += [f"- {line}" for line in camera_size_lines(plan.clip)]
-    lines += [f"- {note}" for note in plan.clip.notes]
+    lines = [f"Planned on {served.device}: {plan.describe()}"]
     ignored = ignored_example(files, example_name)
     if ignored:
         lines.append(f"- ⚠️ {uploads_win_note(ignored)}")
@@ -361,7 +340,7 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
     if writing:
         lines.append("- Writing the downloads (zip, GLB, NPZ, cameras.json, PLY and COLMAP per time step)…")
     if result.clip.plan is not None:
-        lines += [f"- {line}" for line in camera_size_lines(result.clip.plan)]
+        lines += [f"- {line}" for line in result.clip.plan.camera_lines()]
     lines += [f"- {note}" for note in result.notes]
     if "gt_extrinsic" in result.predictions:
         lines.append("- Ground-truth cameras (dashed grey) are aligned to camera 0 at the first time step.")
