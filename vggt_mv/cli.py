@@ -133,14 +133,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     checkpoint = None if args.checkpoint in ("none", "") else args.checkpoint
     served = load_served_model(ServeSettings(checkpoint=checkpoint, pi3=args.pi3, preset=args.preset,
                                              device=args.device))
-    if served.report is None and (checkpoint or args.pi3):
-        reason = (served.banner or "the weights could not be loaded.").split(" Serving the")[0]
-        print(f"error: {reason} Pass --checkpoint none to run with random weights.", file=sys.stderr)
+    if served.fallback_error is not None:
+        print(f"error: weights could not be loaded ({served.fallback_error}). Pass --checkpoint none to run with "
+              "random weights.", file=sys.stderr)
         return EXIT_USER_ERROR
     if served.banner:
         print(f"note: {served.banner}", file=sys.stderr)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.partial-", dir=nearest_existing_folder(args.out)))
-    bar = TextProgressBar(sys.stderr)
+    bar = ProgressBar(sys.stderr)
     try:
         *_, final = run_stages(served, args.videos, settings, staging,
                                render=lambda result: build_scene(result.predictions, SceneOptions()),
@@ -198,26 +198,21 @@ def publish_folder(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
-class TextProgressBar:
-    """A one-line progress bar on stderr, redrawn in place on every (fraction, message) update."""
-
-    WIDTH = 30
+class ProgressBar:
+    """tqdm's one-line bar on stderr, driven by the pipeline's (fraction, message) updates."""
 
     def __init__(self, stream) -> None:
-        self.stream = stream
-        self.drawn = False
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, file=stream, bar_format="[{bar:30}] {percentage:3.0f}% {postfix}")
 
     def __call__(self, fraction: float, message: str) -> None:
-        filled = int(round(max(0.0, min(1.0, fraction)) * self.WIDTH))
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} {message[:70]:<70}")
-        self.stream.flush()
-        self.drawn = True
+        self.bar.n = round(max(0.0, min(1.0, fraction)) * 100)
+        self.bar.set_postfix_str(message[:70])
 
     def close(self) -> None:
         """End the bar's line so later messages start on their own."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.drawn = False
+        self.bar.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
