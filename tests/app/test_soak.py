@@ -49,9 +49,10 @@ def test_fifty_runs_memory_plateaus_and_caches_stay_bounded(tmp_path):
     report = (f"RSS MiB at runs 1/10/25/50: {mib[0]:.0f}/{mib[9]:.0f}/{mib[24]:.0f}/{mib[49]:.0f}; "
               f"cache MiB max {max(cache) / 2 ** 20:.1f}, last {cache[-1] / 2 ** 20:.1f}; {seconds:.0f} s")
     print(report)
-    # After warm-up (runs 10-20) the last 20 runs may not climb: at most 10% above the warm-up maximum
-    # (measured: +3% with the heap trimmed after each run, +16% without).
-    assert mib[-20:].max() <= 1.10 * mib[9:20].max(), report
+    # After warm-up (runs 10-20) the last 20 runs may not climb: their median at most 10% above the warm-up
+    # median (measured: +3% to +5% with the heap trimmed after each run, +16% without). Medians, not maxima: one
+    # sample taken while a cleaning thread runs is not a leak, while a leak of even 3 MiB a run moves the median.
+    assert np.median(mib[-20:]) <= 1.10 * np.median(mib[9:20]), report
     # Gradio's cache holds only what the last CACHE_MAX_AGE_S seconds (plus one cleaning period) produced.
     per_run = max(cache[0], 1)
     runs_per_window = 1.5 * CACHE_MAX_AGE_S / (seconds / RUNS) + 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -45,9 +47,15 @@ class LiveApp:
 
 @contextlib.contextmanager
 def launched_app(*args: str, timeout: float = 60.0, env: dict | None = None):
-    """Yield a LiveApp for a live `python app.py` with the given flags; stop it afterwards."""
+    """Yield a LiveApp for a live `python app.py` with the given flags; stop it afterwards.
+
+    Unless `env` names its own, Gradio's upload cache and the session folders live in a private folder removed
+    afterwards: every run's downloads are copied there, and a suite that left them in /tmp would fill the disk."""
     port = free_port()
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    private = Path(tempfile.mkdtemp(prefix="vggt-mv-app-test-"))
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                   "GRADIO_TEMP_DIR": str(private / "gradio"), "VGGT_MV_SESSIONS_DIR": str(private / "sessions"),
+                   **(env or {})}
     log_path = ROOT / f".app-test-{port}.log"
     log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=environment,
@@ -76,6 +84,7 @@ def launched_app(*args: str, timeout: float = 60.0, env: dict | None = None):
             process.kill()
         log.close()
         log_path.unlink(missing_ok=True)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @contextlib.contextmanager
