@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from vggt_mv.heads.dpt import DPTHead
 from vggt_mv.heads.track_modules.tracker import BaseTrackerPredictor
+
+
+@dataclass(frozen=True)
+class TrackContext:
+    """What the track head reads from a forward, kept so tracks can be added later without the aggregator.
+
+    `layers` maps aggregator layer index -> tokens [B, S, P, 2C] (only the layers the head reads, in the dtype the
+    aggregator produced: bf16 under CUDA autocast); `frames` [B, S, 3, H, W] give the head its image size;
+    `grid` is (B, T, N) with S = T * N.
+    """
+
+    layers: dict[int, torch.Tensor]
+    patch_start_idx: int
+    frames: torch.Tensor
+    grid: tuple[int, int, int]
+
+    @property
+    def layer_bytes(self) -> int:
+        """Bytes held by the kept aggregator layers (the bulk of a context)."""
+        return sum(t.numel() * t.element_size() for t in self.layers.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the whole context (layers and frames)."""
+        return self.layer_bytes + self.frames.numel() * self.frames.element_size()
+
+    def to(self, device: torch.device | str) -> "TrackContext":
+        """The same context with its tensors on `device` (no copy for tensors already there)."""
+        return TrackContext({i: t.to(device) for i, t in self.layers.items()}, self.patch_start_idx,
+                            self.frames.to(device), self.grid)
 
 
 class TrackHead(nn.Module):
