@@ -15,9 +15,18 @@ from vggt_mv.heads.track_modules.tracker import BaseTrackerPredictor
 class TrackContext:
     """What the track head reads from a forward, kept so tracks can be added later without the aggregator.
 
-    `layers` maps aggregator layer index -> tokens [B, S, P, 2C] (only the layers the head reads, in the dtype the
-    aggregator produced: bf16 under CUDA autocast); `frames` [B, S, 3, H, W] give the head its image size;
-    `grid` is (B, T, N) with S = T * N.
+    `layers` maps aggregator layer index -> tokens [B, S, P, 2C] (only the distinct layers of
+    dpt_intermediate_layer_idx, in the dtype the aggregator produced them: fp32, also under CUDA bf16 autocast,
+    since LayerScale's fp32 gammas keep the residual stream in fp32); `frames` [B, S, 3, H, W] give the head its
+    image size; `grid` is (B, T, N) with S = T * N.
+
+    Why the layers and not the track feature maps ([B, S, 128, H/2, W/2], what the head's DPT makes of them):
+    the layers already exist after every forward (the depth and point heads read the same ones), so keeping them
+    costs no compute on runs nobody tracks; the feature maps would cost a DPT pass on every run to save 24% of the
+    bytes (vggt-1b at 8 x 4 frames of 518x294: layers 4 x [32, 782, 2048] fp32 = 0.82 GB, feature maps 0.62 GB).
+    Stored exactly as computed, `track` reproduces the forward's tracks bit for bit; a bf16 copy would halve the
+    bytes but not reproduce them. vggt_mv.inference keeps contexts on the CPU (device memory is freed between
+    runs, ZeroGPU has no device between calls); vggt_mv.pipeline bounds how many it keeps.
     """
 
     layers: dict[int, torch.Tensor]
