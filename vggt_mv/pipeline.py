@@ -402,9 +402,8 @@ def resolve_query_points(query_points, track_grid, valid_mask: np.ndarray | None
             raise QueryPointError("give query points or a track grid, not both")
         if track_grid:
             if isinstance(track_grid, bool) or not isinstance(track_grid, (int, float)) \
-                    or not float(track_grid).is_integer() or not 1 <= track_grid <= MAX_QUERY_POINTS:
-                raise QueryPointError(f"track grid must be a whole number of points from 1 to {MAX_QUERY_POINTS}, "
-                                      f"got {str(track_grid)[:20]}")
+                    or not 1 <= track_grid <= MAX_QUERY_POINTS or not float(track_grid).is_integer():
+                raise QueryPointError(f"track grid must be a whole number of points from 1 to {MAX_QUERY_POINTS}")
             return None if valid_mask is None else grid_query_points(valid_mask, int(track_grid))
         if valid_mask is None:
             check_query_points(query_points, math.inf, math.inf)

@@ -41,13 +41,13 @@ def check_query_points(points, width: int, height: int, valid_mask: np.ndarray |
     for index, point in enumerate(points):
         if (not isinstance(point, (list, tuple)) or len(point) != 2
                 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in point)):
-            raise QueryPointError(f"query point {index} must be a pair of numbers [x, y], got {reprlib.repr(point)}")
+            raise QueryPointError(f"query point {index} must be a pair of numbers [x, y], got {shown(point)}")
         try:
             x, y = float(point[0]), float(point[1])
         except OverflowError:
             x = y = math.inf
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise QueryPointError(f"query point {index} is not finite: {reprlib.repr(point)}")
+            raise QueryPointError(f"query point {index} is not finite: {shown(point)}")
         if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
             raise QueryPointError(f"query point {index} [{x:g}, {y:g}] lies outside the {width}x{height} "
                                   "reference frame (pixels of camera 0 at the first time step)")
@@ -55,6 +55,14 @@ def check_query_points(points, width: int, height: int, valid_mask: np.ndarray |
             raise QueryPointError(f"query point {index} [{x:g}, {y:g}] lies on the reference frame's padding")
         rows.append((x, y))
     return np.asarray(rows, dtype=np.float32)
+
+
+def shown(value) -> str:
+    """A short repr of a hostile value for a message (never fails, even on a 5000-digit integer)."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too large to show"
 
 
 def nearest_index(coordinate: float, size: int) -> int:

@@ -160,6 +160,8 @@ def test_a_query_point_on_padding_is_refused(served, videos):
     (ReconstructionSettings(query_points=((1, 2),), track_grid=4), "not both"),
     (ReconstructionSettings(track_grid=-3), "whole number of points from 1 to 256"),
     (ReconstructionSettings(track_grid=2.5), "whole number"),
+    (ReconstructionSettings(track_grid=10 ** 400), "whole number"),
+    (ReconstructionSettings(track_grid=float("nan")), "whole number"),
     (ReconstructionSettings(track_grid="8"), "whole number"),
     (ReconstructionSettings(query_points=(("a", 1),)), "must be a pair"),
     (ReconstructionSettings(query_points=5), "must be a list"),
