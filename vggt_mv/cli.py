@@ -107,7 +107,27 @@ def add_reconstruct_parser(subparsers) -> None:
     parser.add_argument("--preset", default="vggt-1b", choices=["vggt-1b", "tiny"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-total-frames", type=int, default=64)
+    parser.add_argument("--query-points", default=None, metavar="X,Y;X,Y",
+                        help="points to track, in pixels of camera 0's first processed frame (518 wide)")
+    parser.add_argument("--track-grid", type=int, default=0, metavar="K",
+                        help="track a grid of about K points over camera 0's first frame")
     parser.set_defaults(handler=run_reconstruct)
+
+
+def parse_query_points(text: str | None) -> tuple[tuple[float, float], ...]:
+    """'x,y;x,y' -> ((x, y), (x, y)); ValueError with the part that is not a pair of numbers."""
+    if text is None:
+        return ()
+    points = []
+    for part in text.split(";"):
+        values = part.split(",")
+        try:
+            if len(values) != 2:
+                raise ValueError
+            points.append((float(values[0]), float(values[1])))
+        except ValueError:
+            raise ValueError(f"--query-points: {part.strip()[:40]!r} is not 'x,y' (points are 'x,y;x,y')") from None
+    return tuple(points)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -118,10 +138,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from vggt_mv.serving.settings import ServeSettings
     from vggt_mv.viz.scene import SceneOptions, build_scene
 
+    problem = reconstruct_argument_problem(args)
+    try:
+        query_points = parse_query_points(args.query_points)
+    except ValueError as error:
+        query_points, problem = (), problem or str(error)
     settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.window),
                                       offsets=tuple(args.offsets or ()), mode=args.mode,
-                                      max_total_frames=args.max_total_frames)
-    problem = reconstruct_argument_problem(args)
+                                      max_total_frames=args.max_total_frames, query_points=query_points,
+                                      track_grid=args.track_grid)
     if problem is None:
         try:
             check_request(args.videos, settings)
@@ -155,6 +180,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     for note in final.result.notes:
         print(f"note: {note}", file=sys.stderr)
+    if "track" in final.result.predictions:
+        steps, cameras, count = final.result.predictions["track"].shape[:3]
+        print(f"tracks: {count} points through {steps} x {cameras} frames", file=sys.stderr)
     print(f"stages: {final.stages.describe()}", file=sys.stderr)
     for name, value in final.outputs.items():
         value = [args.out / Path(v).relative_to(staging) for v in (value if isinstance(value, list) else [value])]

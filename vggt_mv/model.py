@@ -11,7 +11,7 @@ from vggt_mv.aggregator import Aggregator
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.heads.camera import CameraHead
 from vggt_mv.heads.dpt import DPTHead, chunk_bounds
-from vggt_mv.heads.track import TrackHead
+from vggt_mv.heads.track import TrackContext, TrackHead
 
 DEFAULT_FRAMES_CHUNK_SIZE = 8
 
@@ -95,6 +95,52 @@ class VGGT_MV(nn.Module):
                 frames_chunk_size: int = DEFAULT_FRAMES_CHUNK_SIZE,
                 progress: ProgressCallback | None = None) -> dict[str, torch.Tensor]:
         """images [B, T, N, 3, H, W] in [0, 1] -> predictions with a [B, T, N] prefix (see DESIGN.md)."""
+        predictions, _ = self._forward(images, query_points, mode, frames_chunk_size, progress, keep_track_context=False)
+        return predictions
+
+    def forward_with_track_context(self, images: torch.Tensor, query_points: torch.Tensor | None = None,
+                                   mode: str | None = None, frames_chunk_size: int = DEFAULT_FRAMES_CHUNK_SIZE,
+                                   progress: ProgressCallback | None = None,
+                                   ) -> tuple[dict[str, torch.Tensor], TrackContext | None]:
+        """`forward`, plus what `track` needs to add tracks later without the aggregator (None: no track head)."""
+        return self._forward(images, query_points, mode, frames_chunk_size, progress,
+                             keep_track_context=self.track_head is not None)
+
+    def track(self, context: TrackContext, query_points: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Only the track head, on a kept context: the same track/vis/conf as `model(images, query_points=...)`.
+
+        query_points [B, K, 2] (or [K, 2]) in pixels of frame (t=0, n=0); the context may live on any device
+        (its tensors are moved to the model's).
+        """
+        if self.track_head is None:
+            raise ValueError("this model has no track head (enable_track=False)")
+        if query_points.dim() == 2:
+            query_points = query_points.unsqueeze(0)
+        batch, time_steps, cameras = context.grid
+        if query_points.dim() != 3 or query_points.shape[0] != batch or query_points.shape[-1] != 2:
+            raise ValueError(f"query_points must be [{batch}, K, 2]; got {tuple(query_points.shape)}")
+        device = next(self.parameters()).device
+        layers: list[torch.Tensor | None] = [None] * self.config.depth
+        for index, tokens in context.layers.items():
+            layers[index] = tokens.to(device)
+        with torch.autocast(device_type=device.type, enabled=False):
+            return self._run_track_head(layers, context.frames.to(device), context.patch_start_idx,
+                                        query_points.to(device), (batch, time_steps, cameras))
+
+    def _run_track_head(self, layers: list[torch.Tensor | None], frames: torch.Tensor, patch_start_idx: int,
+                        query_points: torch.Tensor, grid_prefix: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        """The track head in fp32 -> track [B, T, N, K, 2], vis and conf [B, T, N, K]."""
+        layers = [None if t is None else t.float() for t in layers]
+        tracks, visibility, confidence = self.track_head(layers, images=frames.float(),
+                                                         patch_start_idx=patch_start_idx,
+                                                         query_points=query_points.float())
+        return {name: tensor.reshape(*grid_prefix, *tensor.shape[2:])
+                for name, tensor in (("track", tracks[-1]), ("vis", visibility), ("conf", confidence))}
+
+    def _forward(self, images: torch.Tensor, query_points: torch.Tensor | None, mode: str | None,
+                 frames_chunk_size: int, progress: ProgressCallback | None,
+                 keep_track_context: bool) -> tuple[dict[str, torch.Tensor], TrackContext | None]:
+        """The forward pass; with `keep_track_context` the track head's layers are kept and returned."""
         images = as_frame_grid(images)
         batch, time_steps, cameras, _, height, width = images.shape
         if query_points is not None and query_points.dim() == 2:
@@ -102,11 +148,16 @@ class VGGT_MV(nn.Module):
         with_tracks = self.track_head is not None and query_points is not None
         counter = None if progress is None else ProgressCounter(
             self.progress_units(time_steps * cameras, with_tracks, frames_chunk_size), progress)
+        track_layers = self.geometry_layers_needed(True) if keep_track_context else set()
         aggregated = self.aggregator(images, mode=mode,
-                                     keep_geometry_layers=self.geometry_layers_needed(with_tracks),
+                                     keep_geometry_layers=self.geometry_layers_needed(with_tracks) | track_layers,
                                      on_layer=None if counter is None else counter.step)
         frames = images.reshape(batch, time_steps * cameras, 3, height, width)
         grid_prefix = (batch, time_steps, cameras)
+        context = None
+        if keep_track_context:
+            context = TrackContext({i: aggregated.geometry_layers[i] for i in sorted(track_layers)},
+                                   aggregated.patch_start_idx, frames, grid_prefix)
 
         def unflatten(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.reshape(*grid_prefix, *tensor.shape[2:])
@@ -129,12 +180,8 @@ class VGGT_MV(nn.Module):
                     predictions[name] = unflatten(values)
                     predictions[f"{name}_conf"] = unflatten(confidence)
             if with_tracks:
-                tracks, visibility, confidence = self.track_head(
-                    geometry_layers, images=frames, patch_start_idx=aggregated.patch_start_idx,
-                    query_points=query_points.float())
-                predictions["track"] = unflatten(tracks[-1])
-                predictions["vis"] = unflatten(visibility)
-                predictions["conf"] = unflatten(confidence)
+                predictions.update(self._run_track_head(geometry_layers, frames, aggregated.patch_start_idx,
+                                                        query_points, grid_prefix))
                 if counter is not None:
                     counter.step("track head")
-        return predictions
+        return predictions, context

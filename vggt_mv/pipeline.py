@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -20,9 +21,12 @@ import torch
 
 from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.config import VGGTMVConfig
-from vggt_mv.inference import predict
+from vggt_mv.heads.track import TrackContext
+from vggt_mv.inference import predict_tracks, predict_with_track_context
 from vggt_mv.io.examples import Example, load_ground_truth
 from vggt_mv.io.video import ClipPlan, MultiViewClip, decode_clip, plan_multiview
+from vggt_mv.tracking import (MAX_QUERY_POINTS, QueryPointError, check_query_points, grid_query_points,
+                              unproject_tracks)
 from vggt_mv.viz.colmap import write_colmap_models
 from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
 from vggt_mv.viz.scene import SceneOptions
@@ -35,6 +39,12 @@ BLOCK_ACTIVATION_FACTOR = 12
 HEAD_ACTIVATION_FACTOR = 10
 HEAD_CHUNK_FRAMES = 8
 MAX_CAMERAS = 8
+# Track contexts (the aggregator layers the track head reads, on the CPU) are kept for the most recent runs only,
+# within a byte budget: vggt-1b at 8 x 4 frames of 518x294 keeps 0.82 GB (see estimate_track_context_bytes).
+TRACK_CONTEXT_RUNS = 2
+TRACK_CONTEXT_BUDGET_BYTES = 2 * 1024 ** 3
+# Settings that only add tracks to a run: they never enter its cache key, so asking for tracks never re-runs it.
+TRACK_SETTINGS = ("query_points", "track_grid")
 # Where each stage sits on the 0..1 progress bar.
 INFERENCE_PROGRESS = (0.1, 0.85)
 SCENE_PROGRESS = 0.87
@@ -59,6 +69,14 @@ class ReconstructionSettings:
     offsets: tuple[float, ...] = ()
     mode: str = "auto"
     max_total_frames: int = 64
+    # Tracks (not part of the cache key): [[x, y], ...] in pixels of the processed reference frame (t=0, n=0),
+    # or a grid of about `track_grid` points over its real pixels.
+    query_points: tuple[tuple[float, float], ...] = ()
+    track_grid: int = 0
+
+    def wants_tracks(self) -> bool:
+        """Whether the run should follow points through every frame."""
+        return bool(self.query_points) or bool(self.track_grid)
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,8 @@ class Reconstruction:
     seconds: dict[str, float]
     key: str
     notes: list[str] = field(default_factory=list)
+    # Why tracks can no longer be added from the cache (None while the run's track context is kept).
+    tracks_unavailable: str | None = None
 
 
 def estimate_run(config: VGGTMVConfig, time_steps: int, cameras: int, height: int, width: int,
@@ -166,6 +186,8 @@ def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
         resolve_mode(settings.mode, len(videos))
     except ValueError as error:
         raise ReconstructionError(str(error)) from None
+    if settings.wants_tracks():
+        resolve_query_points(settings.query_points, settings.track_grid, None)
 
 
 def plan_run(served, videos: list[Path], settings: ReconstructionSettings) -> RunPlan:
@@ -184,16 +206,32 @@ def plan_run(served, videos: list[Path], settings: ReconstructionSettings) -> Ru
     return RunPlan(clip, estimate)
 
 
+def estimate_track_context_bytes(config: VGGTMVConfig, time_steps: int, cameras: int, height: int, width: int,
+                                 bytes_per_value: int = BYTES_PER_FLOAT) -> int:
+    """Bytes a run's track context keeps: the distinct layers the track head reads, [T*N, tokens, 2C] each."""
+    per_frame = 1 + config.num_register_tokens + (height // config.patch_size) * (width // config.patch_size)
+    layers = len(set(config.dpt_intermediate_layer_idx))
+    return layers * time_steps * cameras * per_frame * 2 * config.embed_dim * bytes_per_value
+
+
 def content_key(videos: list[Path], settings: ReconstructionSettings, model_tag: str) -> str:
-    """Same files + same settings + same model -> same key, whatever the upload names."""
+    """Same files + same settings + same model -> same key, whatever the upload names and the tracks asked for."""
     digest = hashlib.sha256(model_tag.encode())
     for path in videos:
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
-    digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
+    chosen = {name: value for name, value in asdict(settings).items() if name not in TRACK_SETTINGS}
+    digest.update(json.dumps(chosen, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
+def served_model_tag(served) -> str:
+    """Changes whenever the served model or its weights change (the report is replaced on every load)."""
+    return f"{served.preset}:{id(served.model)}:{id(served.report)}"
+
+
 _cache: "OrderedDict[str, Reconstruction]" = OrderedDict()
+# key -> (model tag, context) for the most recent runs; a run that loses its context says why in tracks_unavailable.
+_track_contexts: "OrderedDict[str, tuple[str, TrackContext]]" = OrderedDict()
 
 
 def cached_reconstruction(key: str | None) -> Reconstruction | None:
@@ -201,26 +239,48 @@ def cached_reconstruction(key: str | None) -> Reconstruction | None:
     return _cache.get(key) if key else None
 
 
+def tracks_unavailable(key: str | None) -> str | None:
+    """Why tracks cannot be added to a cached run from its kept context right now (None: they can)."""
+    result = cached_reconstruction(key)
+    if result is None:
+        return "that run is no longer cached; run it again to add tracks"
+    if key not in _track_contexts:
+        return result.tracks_unavailable or "its track context was not kept"
+    return None
+
+
+def kept_track_context_bytes() -> int:
+    """Bytes held by every kept track context (bounded by TRACK_CONTEXT_BUDGET_BYTES)."""
+    return sum(context.layer_bytes for _, context in _track_contexts.values())
+
+
 def model_progress(progress: Progress, start: float, end: float) -> Callable[[int, int, str], None]:
     """The model's (done, total, stage) calls as a fraction between `start` and `end` of the whole run."""
     return lambda done, total, stage: progress(start + (end - start) * done / total, f"VGGT_MV: {stage}")
 
 
-def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings,
-               progress: Progress) -> dict[str, np.ndarray]:
-    """Inference under the model lock, turning out-of-memory into a message."""
-    images = torch.from_numpy(clip.images)
+@contextlib.contextmanager
+def out_of_memory_as_message(advice: str) -> Iterator[None]:
+    """An out-of-memory error inside becomes a ReconstructionError ending with `advice`."""
     try:
-        with served.lock:
-            return predict(served.model, images, mode=settings.mode,
-                           progress=model_progress(progress, INFERENCE_PROGRESS[0], INFERENCE_PROGRESS[1]))
+        yield
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise ReconstructionError("the device ran out of memory; try fewer frames per camera or fewer cameras") from None
+        raise ReconstructionError(f"the device ran out of memory; {advice}") from None
     except RuntimeError as error:
         if "out of memory" in str(error).lower() or "can't allocate memory" in str(error).lower():
-            raise ReconstructionError("ran out of memory; try fewer frames per camera or fewer cameras") from None
+            raise ReconstructionError(f"ran out of memory; {advice}") from None
         raise
+
+
+def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings,
+               progress: Progress) -> tuple[dict[str, np.ndarray], TrackContext | None]:
+    """Inference under the model lock (keeping the track context), turning out-of-memory into a message."""
+    images = torch.from_numpy(clip.images)
+    with out_of_memory_as_message("try fewer frames per camera or fewer cameras"), served.lock:
+        return predict_with_track_context(served.model, images, mode=settings.mode,
+                                          progress=model_progress(progress, INFERENCE_PROGRESS[0],
+                                                                  INFERENCE_PROGRESS[1]))
 
 
 def check_finite(predictions: dict[str, np.ndarray]) -> None:
@@ -242,25 +302,39 @@ def check_finite(predictions: dict[str, np.ndarray]) -> None:
 def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettings | None = None,
                 example: Example | None = None, progress: Progress | None = None,
                 stages: StageTimes | None = None) -> Reconstruction:
-    """Decode T steps from each video, run VGGT_MV, return [T, N] predictions (cached by content)."""
+    """Decode T steps from each video, run VGGT_MV, return [T, N] predictions (cached by content).
+
+    With query points (or a track grid) in the settings the run also carries tracks; a cached run gets them from
+    its kept track context (track head only), and is run again only when that context was dropped.
+    """
     settings = settings or ReconstructionSettings()
     progress = progress or (lambda fraction, message: None)
     stages = stages if stages is not None else StageTimes()
     videos = [Path(v) for v in videos]
     with stages.stage("decode"):
         check_request(videos, settings)
-        # The report's identity changes whenever new weights are loaded into the served model.
-        key = content_key(videos, settings, f"{served.preset}:{id(served.model)}:{id(served.report)}")
-        if key in _cache:
+        if settings.wants_tracks() and getattr(served.model, "track_head", None) is None:
+            raise ReconstructionError("the served model has no track head (enable_track=False): it cannot track points")
+        key = content_key(videos, settings, served_model_tag(served))
+        cached = _cache.get(key)
+        if cached is not None:
             _cache.move_to_end(key)
-            return _cache[key]
-        progress(0.02, "checking the videos")
-        plan = plan_run(served, videos, settings)
-        progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-        clip = decode_clip(plan.clip)
+        run_model = cached is None or needs_model_for_tracks(cached, settings)
+        if run_model:
+            progress(0.02, "checking the videos")
+            plan = plan_run(served, videos, settings)
+            progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
+            clip = decode_clip(plan.clip)
+            if settings.wants_tracks():
+                resolve_query_points(settings.query_points, settings.track_grid, clip.valid_mask_grid()[0, 0])
+    if not run_model:
+        if settings.wants_tracks() and key in _track_contexts:
+            with stages.stage("tracks"):
+                add_tracks(served, key, settings.query_points, settings.track_grid)
+        return cached
     with stages.stage("inference"):
         progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
-        predictions = _run_model(served, clip, settings, progress)
+        predictions, context = _run_model(served, clip, settings, progress)
         predictions["times"] = np.array(clip.times, dtype=np.float64)
         predictions["valid_mask"] = clip.valid_mask_grid()
         check_finite(predictions)
@@ -268,11 +342,111 @@ def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettin
             height, width = clip.images.shape[-2:]
             predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
                                                                                          (height, width))
-    result = Reconstruction(predictions, clip, settings, dict(stages.seconds), key, list(clip.notes))
-    _cache[key] = result
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
+    notes = list(clip.notes)
+    if cached is not None:
+        notes.append(f"Ran the model again to add tracks: {cached.tracks_unavailable or 'its track context was gone'}.")
+    result = Reconstruction(predictions, clip, settings, dict(stages.seconds), key, notes)
+    with served.lock:
+        _cache[key] = result
+        while len(_cache) > CACHE_SIZE:
+            evicted, _ = _cache.popitem(last=False)
+            _track_contexts.pop(evicted, None)
+        keep_track_context(served, result, context)
+    if settings.wants_tracks():
+        with stages.stage("tracks"):
+            add_tracks(served, key, settings.query_points, settings.track_grid)
+        result.seconds = dict(stages.seconds)
     return result
+
+
+def needs_model_for_tracks(cached: Reconstruction, settings: ReconstructionSettings) -> bool:
+    """A cached run must run again only to add tracks it cannot get from a kept context (and does not have)."""
+    if not settings.wants_tracks() or cached.key in _track_contexts:
+        return False
+    wanted = resolve_query_points(settings.query_points, settings.track_grid, cached.predictions["valid_mask"][0, 0])
+    return not np.array_equal(cached.predictions.get("query_points"), wanted)
+
+
+def keep_track_context(served, result: Reconstruction, context: TrackContext | None) -> None:
+    """Keep this run's track context, dropping the oldest runs' beyond TRACK_CONTEXT_RUNS or the byte budget.
+
+    Called under served.lock (as add_tracks reads the contexts under it).
+    """
+    if context is None:
+        result.tracks_unavailable = "the served model has no track head"
+        return
+    if context.layer_bytes > TRACK_CONTEXT_BUDGET_BYTES:
+        result.tracks_unavailable = (f"its track features ({context.layer_bytes / 1024 ** 3:.1f} GiB) exceed the "
+                                     f"{TRACK_CONTEXT_BUDGET_BYTES / 1024 ** 3:.1f} GiB kept for tracks; run again with "
+                                     "the query points (or a track grid) to get tracks, or use fewer frames")
+        return
+    _track_contexts[result.key] = (served_model_tag(served), context)
+    _track_contexts.move_to_end(result.key)
+    while (len(_track_contexts) > TRACK_CONTEXT_RUNS
+           or sum(c.layer_bytes for _, c in _track_contexts.values()) > TRACK_CONTEXT_BUDGET_BYTES):
+        dropped, _ = _track_contexts.popitem(last=False)
+        if dropped in _cache:
+            _cache[dropped].tracks_unavailable = (
+                f"its track features were dropped to bound memory (only the {TRACK_CONTEXT_RUNS} most recent runs "
+                "keep them); run it again with the query points (or a track grid) to add tracks")
+
+
+def resolve_query_points(query_points, track_grid, valid_mask: np.ndarray | None) -> np.ndarray | None:
+    """Explicit points or a grid (never both) -> checked float32 [K, 2] on the reference frame's real pixels.
+
+    Without `valid_mask` (before anything is decoded) only what needs no frame is checked, and None is returned.
+    """
+    try:
+        explicit = query_points if isinstance(query_points, np.ndarray) else (query_points or ())
+        if len(explicit) and track_grid:
+            raise QueryPointError("give query points or a track grid, not both")
+        if track_grid:
+            if isinstance(track_grid, bool) or not isinstance(track_grid, (int, float)) \
+                    or not 1 <= track_grid <= MAX_QUERY_POINTS or not float(track_grid).is_integer():
+                raise QueryPointError(f"track grid must be a whole number of points from 1 to {MAX_QUERY_POINTS}")
+            return None if valid_mask is None else grid_query_points(valid_mask, int(track_grid))
+        if valid_mask is None:
+            check_query_points(query_points, math.inf, math.inf)
+            return None
+        height, width = valid_mask.shape
+        return check_query_points(query_points, width, height, valid_mask)
+    except (QueryPointError, TypeError) as error:
+        raise ReconstructionError(str(error) if isinstance(error, QueryPointError)
+                                  else "query points must be a list of [x, y] pairs") from None
+
+
+def add_tracks(served, key: str, query_points=(), track_grid: int = 0) -> Reconstruction:
+    """Follow query points (or a grid) of a cached run through all T x N frames with the track head only.
+
+    Never re-runs the aggregator: when the run's track context is gone the message says why and to run again.
+    Stores query_points [K, 2], track [T, N, K, 2], vis and conf [T, N, K] and track_world_points [T, N, K, 3]
+    (tracked pixels unprojected with each frame's predicted depth and camera) in the run's predictions, replacing
+    earlier tracks.
+    """
+    result = cached_reconstruction(key)
+    if result is None:
+        raise ReconstructionError("that run is no longer cached; run it again to add tracks")
+    points = resolve_query_points(query_points, track_grid, result.predictions["valid_mask"][0, 0])
+    with out_of_memory_as_message("try fewer query points"), served.lock:
+        tag, context = _track_contexts.get(key, (None, None))
+        if context is None:
+            raise ReconstructionError(f"cannot add tracks to this run: "
+                                      f"{result.tracks_unavailable or 'its track context was not kept'}")
+        if tag != served_model_tag(served):
+            raise ReconstructionError("the served weights changed since this run; run it again to add tracks")
+        store_tracks(result.predictions, points, predict_tracks(served.model, context, points))
+    return result
+
+
+def store_tracks(predictions: dict[str, np.ndarray], points: np.ndarray, tracks: dict[str, np.ndarray]) -> None:
+    """Put a new set of tracks (and their world points, when depth and cameras were predicted) into predictions."""
+    new = {"query_points": points, **tracks}
+    if {"depth", "extrinsic", "intrinsic"} <= set(predictions):
+        new["track_world_points"] = unproject_tracks(tracks["track"], predictions["depth"], predictions["extrinsic"],
+                                                     predictions["intrinsic"], predictions.get("valid_mask"))
+    else:
+        predictions.pop("track_world_points", None)
+    predictions.update(new)
 
 
 def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOptions | None = None,
@@ -332,3 +506,4 @@ def run_stages(served, videos: list[str | Path], settings: ReconstructionSetting
 def clear_cache() -> None:
     """Forget every cached run: the served model was replaced, so they no longer describe it."""
     _cache.clear()
+    _track_contexts.clear()

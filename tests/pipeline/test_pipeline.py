@@ -64,7 +64,7 @@ def test_out_of_memory_during_inference_becomes_a_message(served, tmp_path, monk
     def exhausted(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB")
 
-    monkeypatch.setattr("vggt_mv.pipeline.predict", exhausted)
+    monkeypatch.setattr("vggt_mv.pipeline.predict_with_track_context", exhausted)
     video = write_video(tmp_path / "oom.mp4", frames=4, width=70, height=28)
     with pytest.raises(ReconstructionError, match="ran out of memory"):
         reconstruct(served, [video], ReconstructionSettings(frames_per_camera=1))
@@ -135,13 +135,13 @@ def test_model_progress_reaches_the_caller_per_layer_and_never_goes_back(served,
 def test_predictions_that_are_not_finite_are_refused_not_written(served, tmp_path, monkeypatch):
     from vggt_mv import pipeline
 
-    real_predict = pipeline.predict
+    real_predict = pipeline.predict_with_track_context
 
     def broken(*args, **kwargs):
-        predictions = real_predict(*args, **kwargs)
-        return {k: np.full_like(v, np.nan) if k != "images" else v for k, v in predictions.items()}
+        predictions, context = real_predict(*args, **kwargs)
+        return {k: np.full_like(v, np.nan) if k != "images" else v for k, v in predictions.items()}, context
 
-    monkeypatch.setattr(pipeline, "predict", broken)
+    monkeypatch.setattr(pipeline, "predict_with_track_context", broken)
     video = write_video(tmp_path / "nan.mp4", frames=4, width=56, height=28)
     with pytest.raises(ReconstructionError, match="NaN"):
         list(run_stages(served, [video], ReconstructionSettings(frames_per_camera=1), tmp_path / "out",

@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from vggt_mv.heads.dpt import DPTHead
 from vggt_mv.heads.track_modules.tracker import BaseTrackerPredictor
+
+
+@dataclass(frozen=True)
+class TrackContext:
+    """What the track head reads from a forward, kept so tracks can be added later without the aggregator.
+
+    `layers` maps aggregator layer index -> tokens [B, S, P, 2C] (only the distinct layers of
+    dpt_intermediate_layer_idx, in the dtype the aggregator produced them: fp32, also under CUDA bf16 autocast,
+    since LayerScale's fp32 gammas keep the residual stream in fp32); `frames` [B, S, 3, H, W] give the head its
+    image size; `grid` is (B, T, N) with S = T * N.
+
+    Why the layers and not the track feature maps ([B, S, 128, H/2, W/2], what the head's DPT makes of them):
+    the layers already exist after every forward (the depth and point heads read the same ones), so keeping them
+    costs no compute on runs nobody tracks; the feature maps would cost a DPT pass on every run to save 24% of the
+    bytes (vggt-1b at 8 x 4 frames of 518x294: layers 4 x [32, 782, 2048] fp32 = 0.82 GB, feature maps 0.62 GB).
+    Stored exactly as computed, `track` reproduces the forward's tracks bit for bit; a bf16 copy would halve the
+    bytes but not reproduce them. vggt_mv.inference keeps contexts on the CPU (device memory is freed between
+    runs, ZeroGPU has no device between calls); vggt_mv.pipeline bounds how many it keeps.
+    """
+
+    layers: dict[int, torch.Tensor]
+    patch_start_idx: int
+    frames: torch.Tensor
+    grid: tuple[int, int, int]
+
+    @property
+    def layer_bytes(self) -> int:
+        """Bytes held by the kept aggregator layers (the bulk of a context)."""
+        return sum(t.numel() * t.element_size() for t in self.layers.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the whole context (layers and frames)."""
+        return self.layer_bytes + self.frames.numel() * self.frames.element_size()
+
+    def to(self, device: torch.device | str) -> "TrackContext":
+        """The same context with its tensors on `device` (no copy for tensors already there)."""
+        return TrackContext({i: t.to(device) for i, t in self.layers.items()}, self.patch_start_idx,
+                            self.frames.to(device), self.grid)
 
 
 class TrackHead(nn.Module):
