@@ -90,8 +90,8 @@ def prefix_anomaly(name: str, unused: list[str], fix: tuple[str, float], modules
 
 
 def mismatched_modules(keys: list[str]) -> list[str]:
-    """The modules (two name parts deep) holding these tensors, in model order."""
-    return list(dict.fromkeys(".".join(key.rpartition(".")[0].split(".")[:2]) or key for key in keys))
+    """The top-level modules holding these tensors, in model order."""
+    return list(dict.fromkeys(key.split(".", 1)[0] for key in keys))
 
 
 def config_anomaly(name: str, source_fields: dict, difference: dict, shape_keys: list[str],
@@ -100,9 +100,9 @@ def config_anomaly(name: str, source_fields: dict, difference: dict, shape_keys:
     preset, build = suggested_config(source_fields, difference)
     sizes = {f: v[0] for f, v in difference.items() if f not in HEAD_FIELDS}
     fits = f"this is the `{preset}` preset" if preset else f"it fits {describe_fields(sizes) or 'another config'}"
-    model_sizes = ", ".join(f"{f} {v[1]}" for f, v in difference.items() if f not in HEAD_FIELDS)
-    parts = [f"The {name} source was saved from another configuration: {fits}"
-             + (f" (the model has {model_sizes})" if model_sizes else "") + "."]
+    compared = ", ".join(f"{f} {v[0]} (model {v[1]})" for f, v in difference.items() if f not in HEAD_FIELDS)
+    parts = [f"The {name} source was saved from another configuration: {fits}" + (f": {compared}" if compared and preset
+                                                                                  else "") + "."]
     if shape_keys:
         parts.append(f"{len(shape_keys)} of its tensors have other shapes and were not loaded, in "
                      f"{listed(mismatched_modules(shape_keys))}.")

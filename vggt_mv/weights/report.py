@@ -151,7 +151,7 @@ class LoadReport:
         mismatched_keys = {m["key"] for m in self.mismatched}
         overridden = [r for r in self.tensors if r["overrode"]]
         total, total_parameters = len(self.tensors), sum(parameters.values())
-        loaded_names = [s for s in self.statuses() if s not in UNLOADED_STATUSES]
+        loaded_names = list(dict.fromkeys([*self.sources, *(s for s in self.statuses() if s not in UNLOADED_STATUSES)]))
 
         def by_status(table: Counter) -> dict:
             result = {label: table.get(status, 0) for status, label in SEED_SUMMARY.items()}
@@ -239,26 +239,29 @@ def rule_mappings(use) -> list[str]:
             for (source_stack, target_stack), (sources, targets) in moves.items()]
 
 
+def mismatch_unit(key: str) -> str:
+    """The module a mismatch is listed under: up to the first block index ("aggregator.frame_blocks.3"), else the
+    first two name parts ("point_head.scratch")."""
+    parts = key.split(".")
+    index = next((i for i, part in enumerate(parts[:-1]) if part.isdigit()), None)
+    return ".".join(parts[:index + 1] if index is not None else parts[:2])
+
+
 def mismatch_groups(rows: list[dict]) -> list[dict]:
-    """Mismatch rows that differ only in block indices, collapsed like the tree: {key, source, source_key,
-    count, row (the first one)}; `source_key` is "(same keys)" when every row's source key is its model key."""
+    """Mismatch rows collapsed like the tree: one group per source, reason and module range
+    ("aggregator.frame_blocks.{0..3}"): {key (the tensor's key for a single row, else "<range>.*"), source,
+    source_key, count, row (the first one, as an example)}."""
     by_kind: dict[tuple, list[dict]] = {}
     for row in rows:
-        kind = (row["source"], row["reason"], str(row["model_shape"]), str(row["source_shape"]),
-                row.get("model_dtype"), row.get("source_dtype"))
-        by_kind.setdefault(kind, []).append(row)
+        by_kind.setdefault((row["source"], row["reason"]), []).append(row)
     groups = []
     for members in by_kind.values():
-        by_key = {row["key"]: row for row in members}
-        for label, keys in collapse_keys(list(by_key)):
-            chosen = [by_key[key] for key in keys]
-            if len(chosen) == 1:
-                source_key = chosen[0]["source_key"]
-            elif all(row["source_key"] == row["key"] for row in chosen):
-                source_key = "(same keys)"
-            else:
-                collapsed = collapse_keys([row["source_key"] for row in chosen])
-                source_key = collapsed[0][0] if len(collapsed) == 1 else f"({len(chosen)} keys)"
-            groups.append({"key": label, "source": chosen[0]["source"], "source_key": source_key,
-                           "count": len(chosen), "row": chosen[0]})
+        by_unit: dict[str, list[dict]] = {}
+        for row in members:
+            by_unit.setdefault(mismatch_unit(row["key"]), []).append(row)
+        for label, units in collapse_keys(list(by_unit)):
+            chosen = [row for unit in units for row in by_unit[unit]]
+            single = len(chosen) == 1
+            groups.append({"key": chosen[0]["key"] if single else f"{label}.*", "source": chosen[0]["source"],
+                           "source_key": chosen[0]["source_key"], "count": len(chosen), "row": chosen[0]})
     return groups
