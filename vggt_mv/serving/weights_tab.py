@@ -221,8 +221,8 @@ def without_server_folders(message: str, weights_dir: Path | None, uploads: list
 
 def refuse_sources_that_gave_nothing(report: LoadReport) -> None:
     """Swapping in a model that a source contributed nothing to would only lose what the served model had."""
-    loaded = report.summary()["loaded"]
-    empty = next((name for name in report.sources if loaded.get(name, 0) == 0), None)
+    contributed = report.contributed()
+    empty = next((name for name in report.sources if contributed.get(name, 0) == 0), None)
     if empty is not None:
         anomaly = next((a for a in report.anomalies if a.source == empty), None)
         reason = anomaly.message if anomaly else f"The {empty} source loaded no tensor."

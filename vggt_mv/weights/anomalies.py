@@ -138,7 +138,7 @@ def find_anomalies(report: "LoadReport", plan: "LoadPlan") -> list[Anomaly]:
     tree = report.tree()
     empty = [path for path in tree if path and "." not in path and loaded_share(tree[path]) == 0.0]
     unexplained = list(empty)
-    contributed = Counter(r["source"] for r in report.tensors if r["source"])
+    contributed = report.contributed()
     model_fields = infer_config(plan.layout)
 
     def claim(modules: list[str] | None = None) -> list[str]:

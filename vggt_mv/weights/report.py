@@ -138,6 +138,12 @@ class LoadReport:
         report.anomalies = find_anomalies(report, plan)
         return report
 
+    def contributed(self) -> Counter:
+        """Tensors each source put into the model, those a later source overrode included."""
+        counts = Counter(r["source"] for r in self.tensors if r["source"])
+        counts.update(r["overrode"]["source"] for r in self.tensors if r["overrode"])
+        return counts
+
     def statuses(self) -> list[str]:
         """Every status in display order: the sources in loading order, then derived, then random."""
         return status_order([r["status"] for r in self.tensors], list(self.sources))
