@@ -162,7 +162,7 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
                                               placeholder=f"e.g. finetune{number}")
                         row_rules = gr.Dropdown(rule_sets, value=rules, label="Rule set", min_width=120)
                     row_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True,
-                                           label="Repo id or file")
+                                           label=weights_tab.SOURCE_LABELS[number - 1] + " (repo id or file)")
                     row_upload = gr.File(label="…or upload", file_types=[".safetensors", ".pt", ".pth", ".bin"])
                 source_rows.append((row_name, row_text, row_upload, row_rules))
             preset = gr.Dropdown(["vggt-1b", "tiny"], value=served.preset, label="Model layout")
@@ -206,17 +206,25 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
     demo.load(lambda: show(weights_tab.served_view(served)), None, outputs, api_visibility="private")
 
     def inspect_weights(checkpoint: str = "", pi3: str = "", pi3_rules: str = "decoder", preset: str = "",
-                        dry_run: bool = True, sources: list | None = None) -> dict:
-        """The JSON report (the CLI's schema): with no source, the served model's; else a dry run, or a load into
-        the served model, of `checkpoint`, `pi3` and `sources` ([{name, source, rules}], in order)."""
+                        dry_run: bool = True) -> dict:
+        """The JSON report (the CLI's schema): with no source, the served model's; else a dry run of the checkpoint
+        and Pi3, or of loading them into the served model."""
+        return answer(lambda: weights_tab.api_source_requests(checkpoint, pi3, pi3_rules, None), preset, dry_run)
+
+    def inspect_sources(sources: list, preset: str = "", dry_run: bool = True) -> dict:
+        """The JSON report of up to 4 named sources in order ([{name, source, rules}], later ones override)."""
+        return answer(lambda: weights_tab.api_source_requests("", "", "decoder", sources), preset, dry_run)
+
+    def answer(requests_of, preset, dry_run) -> dict:
         try:
-            requests = weights_tab.api_source_requests(checkpoint, pi3, pi3_rules, sources)
+            requests = requests_of()
             return weights_tab.inspect_sources(served, requests, settings.weights_dir, not dry_run,
                                                settings.allow_weight_loading, preset or None).report
         except weights_tab.WeightsTabError as error:
             raise user_error(error) from None
 
     gr.api(inspect_weights, api_name="inspect_weights")
+    gr.api(inspect_sources, api_name="inspect_sources")
 
 
 def main(argv: list[str] | None = None) -> None:

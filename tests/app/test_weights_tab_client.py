@@ -77,9 +77,9 @@ def test_no_sources_returns_the_served_models_report_labelled_as_such(client):
 
 
 def test_a_third_named_source_overrides_and_names_its_tensors(client):
-    report = client.predict(checkpoint="vggt-tiny.safetensors", preset="tiny",
-                            sources=[{"name": "finetune", "source": "pi3-tiny.safetensors", "rules": "pi3-decoder"}],
-                            api_name="/inspect_weights")
+    report = client.predict(sources=[{"name": "checkpoint", "source": "vggt-tiny.safetensors"},
+                                     {"name": "finetune", "source": "pi3-tiny.safetensors", "rules": "pi3-decoder"}],
+                            preset="tiny", api_name="/inspect_sources")
     assert list(report["sources"]) == ["checkpoint", "finetune"]
     assert report["summary"]["loaded"] == {"checkpoint": report["summary"]["total"] - 2 * 4 * 18, "finetune": 2 * 4 * 18}
     assert report["summary"]["overridden"] == 2 * 4 * 18
@@ -92,10 +92,12 @@ def test_a_third_named_source_overrides_and_names_its_tensors(client):
     ([{"name": "ok", "source": "vggt-tiny.safetensors", "rules": "/etc/rules.toml"}], "unknown rule set"),
     ([{"name": "ok", "source": "../outside.safetensors"}], "weights folder"),
     ([{"name": f"s{i}", "source": "vggt-tiny.safetensors"} for i in range(5)], "at most 4"),
-    ([{"name": "checkpoint", "source": "vggt-tiny.safetensors"}], "two sources are named 'checkpoint'"),
+    ([{"name": "a", "source": "vggt-tiny.safetensors"}] * 2, "two sources are named 'a'"),
+    ("not a list", "must be a list"),
+    ([{"name": "a", "source": "vggt-tiny.safetensors", "path": "/etc"}], "must be an object"),
 ])
 def test_hostile_source_names_rules_and_counts_are_one_message(client, sources, phrase):
     with pytest.raises(Exception) as raised:
-        client.predict(checkpoint="vggt-tiny.safetensors", preset="tiny", sources=sources, api_name="/inspect_weights")
+        client.predict(sources=sources, preset="tiny", api_name="/inspect_sources")
     assert phrase in str(raised.value)
     assert client.predict(api_name="/inspect_weights")["subject"] == "served_model"

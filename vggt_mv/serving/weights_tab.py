@@ -28,6 +28,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".json") + TORCH_SUFFIXES
 MAX_SOURCE_CHARS = 1024
 MAX_SOURCES = 4
 DEFAULT_SOURCE_ROWS = (("checkpoint", "identity"), ("pi3", "pi3-decoder"), ("", "identity"), ("", "identity"))
+SOURCE_LABELS = ("VGGT checkpoint", "Pi3", "Source 3", "Source 4")
 SERVED_TITLE = "The served model"
 # Every JSON report goes under one root, one folder per report content, the newest MAX_KEPT_REPORTS kept.
 REPORTS_FOLDER = "vggt-mv-weight-reports"
