@@ -74,3 +74,11 @@ def test_a_checkpoint_without_a_head_the_model_has_says_so(tmp_path):
     anomaly, = report.anomalies
     assert anomaly.kind == "config_mismatch" and "It has no track_head" in anomaly.message
     assert "from_preset('tiny', enable_track=False)" in anomaly.suggestion and anomaly.modules == ["track_head"]
+
+
+def test_a_header_of_odd_ranks_infers_nothing_rather_than_nonsense():
+    layout = layout_of(VGGTMVConfig.from_preset("tiny"))
+    odd = {key: TensorInfo((1, *info.shape), info.dtype) for key, info in layout.items()}
+    assert infer_config(odd) is None
+    zero = dict(layout, **{"aggregator.frame_blocks.0.attn.q_norm.weight": TensorInfo((0,), torch.float32)})
+    assert "num_heads" not in infer_config(zero)

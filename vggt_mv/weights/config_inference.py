@@ -22,9 +22,11 @@ BLOCK_INDEX = re.compile(r"aggregator\.(?:frame|time)_blocks\.(\d+)\.")
 TRUNK_INDEX = re.compile(r"camera_head\.trunk\.(\d+)\.")
 
 
-def _shape(tensors: Mapping, key: str) -> tuple[int, ...] | None:
+def _shape(tensors: Mapping, key: str, rank: int) -> tuple[int, ...] | None:
+    """The shape of `key` if it has the rank VGGT_MV gives it (anything else says nothing about the config)."""
     info = tensors.get(key)
-    return None if info is None else tuple(info.shape)
+    shape = None if info is None else tuple(info.shape)
+    return shape if shape is not None and len(shape) == rank and all(size > 0 for size in shape) else None
 
 
 def _count(pattern: re.Pattern, keys) -> int:
@@ -36,27 +38,27 @@ def _count(pattern: re.Pattern, keys) -> int:
 def infer_config(tensors: Mapping) -> dict | None:
     """VGGTMVConfig fields a header pins down ({key: object with .shape}), or None when it is not a whole VGGT_MV
     (or VGGT) state dict."""
-    camera_token = _shape(tensors, "aggregator.camera_token")
-    if camera_token is None or not camera_token:
+    camera_token = _shape(tensors, "aggregator.camera_token", 4)
+    if camera_token is None or camera_token[:3] != (1, 2, 1):
         return None
     width = camera_token[-1]
     fields: dict = {"embed_dim": width}
-    register = _shape(tensors, "aggregator.register_token")
-    if register is not None and len(register) == 4:
+    register = _shape(tensors, "aggregator.register_token", 4)
+    if register is not None and register[-1] == width:
         fields["num_register_tokens"] = register[2]
     depth = _count(BLOCK_INDEX, tensors)
     if depth:
         fields["depth"] = depth
-    head_dim = _shape(tensors, "aggregator.frame_blocks.0.attn.q_norm.weight")
-    if head_dim and head_dim[0] and width % head_dim[0] == 0:
+    head_dim = _shape(tensors, "aggregator.frame_blocks.0.attn.q_norm.weight", 1)
+    if head_dim and width % head_dim[0] == 0:
         fields["num_heads"] = width // head_dim[0]
-    hidden = _shape(tensors, "aggregator.frame_blocks.0.mlp.fc1.weight")
-    if hidden and width:
+    hidden = _shape(tensors, "aggregator.frame_blocks.0.mlp.fc1.weight", 2)
+    if hidden and hidden[1] == width:
         fields["mlp_ratio"] = hidden[0] / width
     if "aggregator.patch_embed.proj.weight" in tensors:
         fields["patch_embed"] = "conv"
     else:
-        cls_token = _shape(tensors, "aggregator.patch_embed.cls_token")
+        cls_token = _shape(tensors, "aggregator.patch_embed.cls_token", 3)
         if cls_token and cls_token[-1] in DINOV2_BY_WIDTH:
             fields["patch_embed"] = DINOV2_BY_WIDTH[cls_token[-1]]
     prefixes = {key.split(".", 1)[0] for key in tensors}
