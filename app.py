@@ -144,20 +144,27 @@ LOAD_DISABLED_LABEL = "Load into the app's model (disabled: start with --allow-w
 
 
 def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: gr.Markdown) -> None:
-    """Where every parameter came from: totals, treemap, tree, tables, JSON; dry runs and (optionally) loads."""
+    """Where every parameter came from: totals, treemap, tree, tables, JSON; dry runs and (optionally) loads of up
+    to 4 named sources, later ones overriding earlier ones."""
     choices = weights_tab.allowed_files(settings.weights_dir)
+    rule_sets = list(weights_tab.BUILTIN_RULE_SETS)
+    source_rows = []
     with gr.Row():
         with gr.Column(scale=1):
-            gr.Markdown("Sources: a Hub repo id (`facebook/VGGT-1B`, `yyfz233/Pi3`)"
+            gr.Markdown("Sources, loaded in order (later ones override): a Hub repo id (`facebook/VGGT-1B`, "
+                        "`yyfz233/Pi3`)"
                         + (f", a file under the server's weights folder ({len(choices)} files)" if choices else "")
-                        + ", or an upload.")
-            checkpoint_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True,
-                                          label="VGGT checkpoint (repo id or file)")
-            checkpoint_upload = gr.File(label="…or upload a checkpoint", file_types=[".safetensors", ".pt", ".pth",
-                                                                                      ".bin"])
-            pi3_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True, label="Pi3 (repo id or file)")
-            pi3_upload = gr.File(label="…or upload Pi3 weights", file_types=[".safetensors", ".pt", ".pth", ".bin"])
-            pi3_rules = gr.Radio(["decoder", "decoder+encoder"], value="decoder", label="Pi3 rule set")
+                        + ", or an upload. A tensor's status is its source's name.")
+            for number, (name, rules) in enumerate(weights_tab.DEFAULT_SOURCE_ROWS, 1):
+                with (gr.Group() if number <= 2 else gr.Accordion(f"Source {number} (optional)", open=False)):
+                    with gr.Row():
+                        row_name = gr.Textbox(value=name, label=f"Source {number} name", max_lines=1, min_width=100,
+                                              placeholder=f"e.g. finetune{number}")
+                        row_rules = gr.Dropdown(rule_sets, value=rules, label="Rule set", min_width=120)
+                    row_text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True,
+                                           label=weights_tab.SOURCE_LABELS[number - 1] + " (repo id or file)")
+                    row_upload = gr.File(label="…or upload", file_types=[".safetensors", ".pt", ".pth", ".bin"])
+                source_rows.append((row_name, row_text, row_upload, row_rules))
             preset = gr.Dropdown(["vggt-1b", "tiny"], value=served.preset, label="Model layout")
             with gr.Row():
                 dry_run_button = gr.Button("Dry run (headers only)", variant="primary")
@@ -165,7 +172,7 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
                                         else LOAD_DISABLED_LABEL, interactive=settings.allow_weight_loading)
             json_file = gr.File(label="JSON report")
         with gr.Column(scale=3):
-            totals = gr.Markdown()
+            totals = gr.Markdown(elem_id="weights-totals")
             treemap = gr.Plot(label="Provenance treemap")
     tree_html = gr.HTML(label="Module tree")
     with gr.Row():
@@ -182,30 +189,42 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
                 view.rules, view.json_path, banner_markdown(served))
 
     def run(apply: bool):
-        def handler(checkpoint, checkpoint_file, pi3, pi3_file, rule_set, layout):
+        def handler(*values):
+            *fields, layout = values
+            requests = [weights_tab.SourceRequest(*fields[i:i + 4]) for i in range(0, len(fields), 4)]
             try:
-                return show(weights_tab.inspect(served, checkpoint, checkpoint_file, pi3, pi3_file, rule_set,
-                                                settings.weights_dir, apply, settings.allow_weight_loading, layout,
-                                                settings.mostly_random_share))
+                return show(weights_tab.inspect_sources(served, requests, settings.weights_dir, apply,
+                                                        settings.allow_weight_loading, layout,
+                                                        settings.mostly_random_share))
             except weights_tab.WeightsTabError as error:
                 raise user_error(error) from None
         return handler
 
-    inputs = [checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, preset]
+    inputs = [component for row in source_rows for component in row] + [preset]
     dry_run_button.click(run(False), inputs, outputs, api_name="weights_dry_run")
     load_button.click(run(True), inputs, outputs, api_visibility="private")
     demo.load(lambda: show(weights_tab.served_view(served)), None, outputs, api_visibility="private")
 
     def inspect_weights(checkpoint: str = "", pi3: str = "", pi3_rules: str = "decoder", preset: str = "",
                         dry_run: bool = True) -> dict:
-        """The JSON report (the CLI's schema) of a dry run, or of loading into the served model."""
+        """The JSON report (the CLI's schema): with no source, the served model's; else a dry run of the checkpoint
+        and Pi3, or of loading them into the served model."""
+        return answer(lambda: weights_tab.api_source_requests(checkpoint, pi3, pi3_rules, None), preset, dry_run)
+
+    def inspect_sources(sources: list, preset: str = "", dry_run: bool = True) -> dict:
+        """The JSON report of up to 4 named sources in order ([{name, source, rules}], later ones override)."""
+        return answer(lambda: weights_tab.api_source_requests("", "", "decoder", sources), preset, dry_run)
+
+    def answer(requests_of, preset, dry_run) -> dict:
         try:
-            return weights_tab.inspect(served, checkpoint, None, pi3, None, pi3_rules, settings.weights_dir,
-                                       not dry_run, settings.allow_weight_loading, preset or None).report
+            requests = requests_of()
+            return weights_tab.inspect_sources(served, requests, settings.weights_dir, not dry_run,
+                                               settings.allow_weight_loading, preset or None).report
         except weights_tab.WeightsTabError as error:
             raise user_error(error) from None
 
     gr.api(inspect_weights, api_name="inspect_weights")
+    gr.api(inspect_sources, api_name="inspect_sources")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,11 +15,18 @@ EXIT_USER_ERROR = 2
 
 def add_inspect_parser(subparsers) -> None:
     """Flags of `inspect`."""
-    parser = subparsers.add_parser("inspect", help="report which tensors come from the checkpoint, Pi3, or nowhere")
+    parser = subparsers.add_parser("inspect", help="report which tensors come from which source, or nowhere")
     parser.add_argument("--checkpoint", help="VGGT checkpoint: .safetensors, index.json, .pt/.pth/.bin, dir or Hub id")
     parser.add_argument("--pi3", help="Pi3 checkpoint (same forms)")
     parser.add_argument("--pi3-rules", default="decoder", choices=["decoder", "decoder+encoder"])
-    parser.add_argument("--preset", default="vggt-1b", choices=["vggt-1b", "tiny"])
+    parser.add_argument("--source", action="append", default=[], metavar="NAME=PATH[@RULES]",
+                        help="a further source, loaded after --checkpoint/--pi3 and earlier --source (later ones "
+                             "override); RULES: identity (default), pi3-decoder, pi3-decoder+encoder, or a .toml/"
+                             ".json rules file; NAME becomes the status of what it loads")
+    parser.add_argument("--model", metavar="MODULE:FACTORY",
+                        help="inspect any model: `pkg.module:factory` or `path/file.py:factory`, a function "
+                             "returning an nn.Module (built on the meta device); default: VGGT_MV of --preset")
+    parser.add_argument("--preset", default=None, choices=["vggt-1b", "tiny"], help="VGGT_MV size (default vggt-1b)")
     parser.add_argument("--dry-run", action="store_true", help="read headers only (fast, no tensor data)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON report here")
     parser.add_argument("--fail-under", type=float, metavar="FRACTION",
@@ -30,36 +37,62 @@ def add_inspect_parser(subparsers) -> None:
     parser.set_defaults(handler=run_inspect)
 
 
-def run_inspect(args: argparse.Namespace) -> int:
-    """Print the report; exit 1 below --fail-under, 2 on a bad source."""
-    import os
-    import tempfile
+def inspect_argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with `inspect`'s flags, found before anything is read (None when nothing)."""
+    if args.checkpoint is None and args.pi3 is None and not args.source:
+        return "give --checkpoint and/or --pi3, or --source NAME=PATH[@RULES]"
+    if args.model and args.preset:
+        return "--preset sizes VGGT_MV; with --model the factory decides the model"
+    if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
+        return f"--fail-under is a fraction between 0 and 1, got {args.fail_under}"
+    for pattern in args.expect_random:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            return f"bad --expect-random pattern: {error}"
+    json_folder = args.json.parent if args.json else None
+    if json_folder is not None and not json_folder.is_dir():
+        return f"cannot write the JSON report to {args.json}: no folder {json_folder}"
+    return None
 
+
+def write_json_report(text: str, target: Path) -> str | None:
+    """Write beside the target, then rename: a failure never leaves half a report under that name (None: done)."""
+    import os
+
+    from vggt_mv.weights.errors import first_line
+
+    part = None
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".part", delete=False) as part:
+            part.write(text)
+        os.replace(part.name, target)
+    except (OSError, ValueError) as error:
+        if part is not None:
+            Path(part.name).unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or first_line(error)
+        return f"cannot write the JSON report to {target}: {reason}"
+    return None
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Print the report; exit 1 below --fail-under, 2 on a bad source, rules file or model."""
     import torch
 
     from vggt_mv.config import VGGTMVConfig
     from vggt_mv.weights import WeightsSourceError, build_and_load
-    from vggt_mv.weights.errors import first_line
+    from vggt_mv.weights.model_factory import import_factory
     from vggt_mv.weights.render_text import render_report
 
-    if args.checkpoint is None and args.pi3 is None:
-        print("error: give --checkpoint and/or --pi3", file=sys.stderr)
-        return EXIT_USER_ERROR
-    if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
-        print(f"error: --fail-under is a fraction between 0 and 1, got {args.fail_under}", file=sys.stderr)
+    problem = inspect_argument_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        patterns = [re.compile(p) for p in args.expect_random]
-    except re.error as error:
-        print(f"error: bad --expect-random pattern: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    json_folder = args.json.parent if args.json else None
-    if json_folder is not None and not json_folder.is_dir():
-        print(f"error: cannot write the JSON report to {args.json}: no folder {json_folder}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    try:
-        _, report = build_and_load(VGGTMVConfig.from_preset(args.preset), checkpoint=args.checkpoint, pi3=args.pi3,
-                                   pi3_rules=args.pi3_rules, dry_run=args.dry_run)
+        factory = import_factory(args.model) if args.model else None
+        _, report = build_and_load(VGGTMVConfig.from_preset(args.preset or "vggt-1b"), checkpoint=args.checkpoint,
+                                   pi3=args.pi3, pi3_rules=args.pi3_rules, sources=args.source,
+                                   dry_run=args.dry_run, factory=factory)
     except WeightsSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -68,20 +101,13 @@ def run_inspect(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     print(render_report(report, max_depth=args.depth))
     if args.json:
-        part = None
-        try:  # written beside the target, then renamed: a failure never leaves half a report under that name
-            with tempfile.NamedTemporaryFile("w", dir=json_folder, suffix=".part", delete=False) as part:
-                part.write(report.to_json())
-            os.replace(part.name, args.json)
-        except (OSError, ValueError) as error:
-            if part is not None:
-                Path(part.name).unlink(missing_ok=True)
-            reason = getattr(error, "strerror", None) or first_line(error)
-            print(f"error: cannot write the JSON report to {args.json}: {reason}", file=sys.stderr)
+        failure = write_json_report(report.to_json(), args.json)
+        if failure:
+            print(f"error: {failure}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"\nJSON report written to {args.json}")
     if args.fail_under is not None:
-        share = report.loaded_fraction([p.pattern for p in patterns])
+        share = report.loaded_fraction(args.expect_random)
         if share < args.fail_under:
             print(f"\nFAIL: {share:.1%} of parameters loaded (excluding {args.expect_random or 'nothing'}), "
                   f"under --fail-under {args.fail_under:.0%}", file=sys.stderr)

@@ -42,9 +42,10 @@ def test_dry_run_of_vggt_and_pi3_layouts_returns_the_documented_json(client):
 
 def test_dry_run_button_with_uploads_shows_a_treemap_coloured_by_status(client, folders):
     _, allowed = folders
-    outputs = client.predict(None, handle_file(str(allowed / "vggt-tiny.safetensors")), None,
-                             handle_file(str(allowed / "pi3-tiny.safetensors")), "decoder", "tiny",
-                             api_name="/weights_dry_run")
+    rows = [("checkpoint", None, handle_file(str(allowed / "vggt-tiny.safetensors")), "identity"),
+            ("pi3", None, handle_file(str(allowed / "pi3-tiny.safetensors")), "pi3-decoder"),
+            ("", None, None, "identity"), ("", None, None, "identity")]
+    outputs = client.predict(*[field for row in rows for field in row], "tiny", api_name="/weights_dry_run")
     totals, treemap = outputs[0], outputs[1]
     assert "Dry run" in totals
     trace = json.loads(treemap["plot"])["data"][0]
@@ -67,3 +68,36 @@ def test_bad_sources_give_one_message_and_the_app_keeps_serving(client, source, 
     assert phrase in str(raised.value)
     assert client.predict(checkpoint="vggt-tiny.safetensors", preset="tiny",
                           api_name="/inspect_weights")["summary"]["random"] == 0
+
+
+def test_no_sources_returns_the_served_models_report_labelled_as_such(client):
+    report = client.predict(api_name="/inspect_weights")
+    assert report["subject"] == "served_model" and report["dry_run"] is False
+    assert report["summary"]["random"] == report["summary"]["total"], "the offline fallback is all random"
+
+
+def test_a_third_named_source_overrides_and_names_its_tensors(client):
+    report = client.predict(sources=[{"name": "checkpoint", "source": "vggt-tiny.safetensors"},
+                                     {"name": "finetune", "source": "pi3-tiny.safetensors", "rules": "pi3-decoder"}],
+                            preset="tiny", api_name="/inspect_sources")
+    assert list(report["sources"]) == ["checkpoint", "finetune"]
+    assert report["summary"]["loaded"] == {"checkpoint": report["summary"]["total"] - 2 * 4 * 18, "finetune": 2 * 4 * 18}
+    assert report["summary"]["overridden"] == 2 * 4 * 18
+
+
+@pytest.mark.parametrize("sources, phrase", [
+    ([{"name": "../../etc", "source": "vggt-tiny.safetensors"}], "source name"),
+    ([{"name": "random", "source": "vggt-tiny.safetensors"}], "status of its own"),
+    ([{"name": "x" * 100, "source": "vggt-tiny.safetensors"}], "1 to 32"),
+    ([{"name": "ok", "source": "vggt-tiny.safetensors", "rules": "/etc/rules.toml"}], "unknown rule set"),
+    ([{"name": "ok", "source": "../outside.safetensors"}], "weights folder"),
+    ([{"name": f"s{i}", "source": "vggt-tiny.safetensors"} for i in range(5)], "at most 4"),
+    ([{"name": "a", "source": "vggt-tiny.safetensors"}] * 2, "two sources are named 'a'"),
+    ("not a list", "must be a list"),
+    ([{"name": "a", "source": "vggt-tiny.safetensors", "path": "/etc"}], "must be an object"),
+])
+def test_hostile_source_names_rules_and_counts_are_one_message(client, sources, phrase):
+    with pytest.raises(Exception) as raised:
+        client.predict(sources=sources, preset="tiny", api_name="/inspect_sources")
+    assert phrase in str(raised.value)
+    assert client.predict(api_name="/inspect_weights")["subject"] == "served_model"

@@ -1,6 +1,7 @@
 """`python -m vggt_mv inspect`: the report people read in a terminal, and exit codes CI can rely on."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,80 @@ def test_a_dtype_mismatch_is_listed_by_a_dry_run(tmp_path, capsys):
     assert "aggregator.camera_token <- checkpoint:aggregator.camera_token: model dtype float32 vs source dtype int8" \
         in out
     assert "a real load refuses this source" in out
+
+
+USER_MODEL = '''
+import torch.nn as nn
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(4))
+        self.head = nn.Linear(8, 2)
+
+
+def build():
+    return Encoder()
+'''
+
+USER_RULES = '''
+name = "from-legacy"
+[[rules]]
+name = "blocks"
+from = "net.block{n}.*"
+to = "layers.{n - 1}.*"
+'''
+
+
+def test_a_user_defined_model_is_inspected_through_model_with_a_rules_file(tmp_path, capsys, monkeypatch):
+    """The researcher's own nn.Module and their old checkpoint layout (blocks numbered from 1, under `net.`)."""
+    (tmp_path / "my_model.py").write_text(USER_MODEL)
+    rules = tmp_path / "legacy.toml"
+    rules.write_text(USER_RULES)
+    legacy = {f"net.block{n}.{name}": torch.randn(8, 8) if name == "weight" else torch.randn(8)
+              for n in range(1, 5) for name in ("weight", "bias")}
+    checkpoint = write_safetensors(tmp_path / "legacy.safetensors", legacy)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = run_in_process(capsys, "--model", "my_model:build", "--source", f"legacy={checkpoint}@{rules}",
+                                    "--dry-run", "--fail-under", "0.5", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    assert "legacy_loaded                 8 tensors" in out and "random                        2 tensors" in out
+    assert re.search(r"legacy:blocks +8  net\.block\{n\}\.\* -> layers\.\{n - 1\}\.\*", out)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["sources"]["legacy"]["rules"] == "from-legacy"
+    assert {t["key"]: t["status"] for t in data["tensors"]}["layers.3.bias"] == "legacy"
+    code, _, err = run_in_process(capsys, "--model", str(tmp_path / "my_model.py") + ":build", "--source",
+                                  f"legacy={checkpoint}@{rules}", "--dry-run", "--fail-under", "0.9",
+                                  "--expect-random", "^head\\.")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("flags, phrase", [
+    (["--model", "no_such_module_xyz:build"], "cannot import no_such_module_xyz"),
+    (["--model", "json:dumps"], "the factory raised TypeError"),
+    (["--model", "json:loads_nothing"], "has no callable 'loads_nothing'"),
+    (["--model", "json"], "write MODULE:FACTORY"),
+    (["--model", "tests.cli.test_inspect_cli:not_a_module"], "not a torch.nn.Module"),
+    (["--source", "no-equals-sign"], "NAME=PATH"),
+    (["--source", "random=x.safetensors"], "status of its own"),
+    (["--source", "x=y.safetensors@everything.toml"], "unknown rule set"),
+])
+def test_bad_models_and_sources_are_one_line_with_exit_code_two(tmp_path, capsys, flags, phrase):
+    source = ["--source", f"s={write_safetensors(tmp_path / 't.safetensors', tiny_state())}"]
+    code, out, err = run_in_process(capsys, *(flags if "--source" in flags else source + flags), "--dry-run")
+    assert code == 2 and phrase in err and len(err.strip().splitlines()) == 1, err
+    assert out == ""
+
+
+def not_a_module():
+    return 42
+
+
+def test_a_tiny_checkpoint_against_vggt_1b_says_tiny_and_collapses_the_mismatches(tmp_path, capsys):
+    path = write_safetensors(tmp_path / "tiny.safetensors", tiny_state())
+    code, out, _ = run_in_process(capsys, "--checkpoint", path, "--dry-run")
+    assert code == 0
+    assert "this is the `tiny` preset" in out and "--preset tiny" in out
+    assert len(out.splitlines()) < 150, "it was 713 lines"
+    assert out.count("ANOMALIES") == 1 and out.count("  ! ") == 1

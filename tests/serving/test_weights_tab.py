@@ -108,3 +108,50 @@ def test_errors_name_files_as_the_visitor_gave_them_not_where_the_server_keeps_t
             with pytest.raises(WeightsTabError) as raised:
                 inspect(served, text, upload, "", None, "decoder", weights_dir, apply=apply, allow_apply=True)
             assert str(raised.value).startswith(f"{shown}: empty file") and str(tmp_path) not in str(raised.value)
+
+
+def test_no_source_shows_the_served_model_labelled_as_the_loaded_model(weights_dir):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    view = weights_tab.inspect_sources(served, [weights_tab.SourceRequest("checkpoint", "", None, "identity")],
+                                       weights_dir, apply=False, allow_apply=False)
+    assert view.report["subject"] == "served_model" and view.report["dry_run"] is False
+    assert "the model this server runs" in view.totals and "dry run" not in view.totals
+    with pytest.raises(WeightsTabError, match="choose at least one source"):
+        weights_tab.inspect_sources(served, [], weights_dir, apply=True, allow_apply=True)
+
+
+def test_four_named_sources_and_every_row_keeps_the_weights_dir_confinement(weights_dir, tmp_path):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    state = tiny_state()
+    write_safetensors(weights_dir / "heads.safetensors", {k: v for k, v in state.items() if k.startswith("camera_head.")})
+    rows = [weights_tab.SourceRequest("base", "tiny.safetensors", None, "identity"),
+            weights_tab.SourceRequest("heads", "heads.safetensors", None, "identity"),
+            weights_tab.SourceRequest("", "", None, "identity"),
+            weights_tab.SourceRequest("again", "tiny.safetensors", None, "identity")]
+    view = weights_tab.inspect_sources(served, rows, weights_dir, apply=False, allow_apply=False)
+    assert list(view.report["sources"]) == ["base", "heads", "again"]
+    assert view.report["summary"]["loaded"] == {"base": 0, "heads": 0, "again": len(state)}
+    assert "| again |" in view.totals
+    assert view.report["anomalies"] == [], "sources a later one overrode did contribute"
+    for row, phrase in ((weights_tab.SourceRequest("evil", "../secret.safetensors", None, "identity"), "weights folder"),
+                        (weights_tab.SourceRequest("evil", "/etc/passwd", None, "identity"), "reads no other paths"),
+                        (weights_tab.SourceRequest("a/b", "tiny.safetensors", None, "identity"), "source 1"),
+                        (weights_tab.SourceRequest("ok", "tiny.safetensors", None, str(tmp_path / "r.toml")),
+                         "unknown rule set"),
+                        (weights_tab.SourceRequest(["x"], "tiny.safetensors", None, "identity"), "1 to 32")):
+        with pytest.raises(WeightsTabError, match=phrase):
+            weights_tab.inspect_sources(served, [row], weights_dir, apply=False, allow_apply=False)
+    with pytest.raises(WeightsTabError, match="at most 4"):
+        weights_tab.inspect_sources(served, [weights_tab.SourceRequest(f"s{i}", "tiny.safetensors", None, "identity")
+                                             for i in range(5)], weights_dir, apply=False, allow_apply=False)
+
+
+def test_loading_refuses_a_named_source_that_gave_nothing(weights_dir):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    write_safetensors(weights_dir / "other.safetensors", {"resnet.fc.weight": torch.ones(2, 2)})
+    rows = [weights_tab.SourceRequest("base", "tiny.safetensors", None, "identity"),
+            weights_tab.SourceRequest("other", "other.safetensors", None, "identity")]
+    old_model = served.model
+    with pytest.raises(WeightsTabError, match="other source .* loaded no tensor.*The served model is unchanged"):
+        weights_tab.inspect_sources(served, rows, weights_dir, apply=True, allow_apply=True)
+    assert served.model is old_model

@@ -82,3 +82,20 @@ def test_a_dtype_mismatch_says_so_in_the_table_and_the_hover(tmp_path):
     trace = build_treemap(report).data[0]
     hover = dict(zip(trace.ids, trace.hovertext))["camera_head.token_norm.weight"]
     assert "NOT loaded" in hover and "source dtype int8" in hover
+
+
+def test_any_source_name_gets_its_own_colour_and_checkpoint_keeps_its_own(tmp_path):
+    from tests.support.checkpoints import tiny_state, write_safetensors
+    from vggt_mv.viz.weights_treemap import EXTRA_SOURCE_COLORS
+    from vggt_mv.weights import build_and_load
+
+    state = tiny_state()
+    heads = {k: v for k, v in state.items() if k.startswith("camera_head.")}
+    _, report = build_and_load(VGGTMVConfig.from_preset("tiny"), checkpoint=write_safetensors(tmp_path / "a.safetensors", state),
+                               sources=[("finetune", write_safetensors(tmp_path / "b.safetensors", heads))], dry_run=True)
+    colors = node_colors(build_treemap(report))
+    assert colors["camera_head.token_norm.weight"] == EXTRA_SOURCE_COLORS[0]
+    assert colors["aggregator.camera_token"] == STATUS_COLORS["checkpoint"]
+    assert colors["camera_head"] == EXTRA_SOURCE_COLORS[0]
+    tree = render_tree_html(report)
+    assert f"background:{EXTRA_SOURCE_COLORS[0]}" in tree and "finetune" in tree

@@ -74,12 +74,16 @@ def test_dry_run_reads_no_tensor_data(sparse_sources, meta_model, monkeypatch):
 def test_report_json_follows_the_documented_schema(sparse_sources, meta_model):
     checkpoint, pi3 = sparse_sources
     data = load_weights(meta_model, checkpoint=checkpoint, pi3=pi3, dry_run=True).to_dict()
-    assert set(data) == {"schema_version", "dry_run", "sources", "summary", "tensors", "mismatched", "unexpected",
+    assert data["schema_version"] == 2 and data["subject"] == "dry_run"
+    assert set(data) == {"schema_version", "subject", "dry_run", "sources", "summary", "tensors", "mismatched", "unexpected",
                          "aliases", "rules", "anomalies", "tree"}
     assert set(data["tensors"][0]) == {"key", "shape", "dtype", "numel", "status", "source", "source_key",
                                        "source_dtype", "overrode"}
     assert set(data["mismatched"][0]) == {"key", "source", "source_key", "model_shape", "source_shape", "reason",
                                           "model_dtype", "source_dtype"}
+    assert data["sources"]["checkpoint"]["rules"] == "identity" and data["sources"]["pi3"]["rules"] == "pi3-decoder"
+    assert data["sources"]["checkpoint"]["config"]["preset"] == "vggt-1b" and data["sources"]["pi3"]["config"] is None
+    assert data["summary"]["loaded"] == {"checkpoint": 1149, "pi3": 648}
     assert data["tree"]["aggregator.frame_blocks.3"]["tensors"] == {"pi3": 18}
     assert data["tree"]["aggregator.frame_blocks.20"]["tensors"] == {"checkpoint": 18}
     assert data["tree"][""]["parameters"]["random"] == data["summary"]["parameters"]["random"]

@@ -65,10 +65,8 @@ def random_parameter_share(report) -> float:
     """Share of parameters that kept their random init, from a load report (1.0 without one)."""
     if report is None:
         return 1.0
-    summary = report.summary()
-    parameters = summary["parameters"]
-    total = sum(parameters[status] for status in ("checkpoint_loaded", "pi3_loaded", "derived", "random"))
-    return parameters["random"] / total if total else 1.0
+    parameters = report.summary()["parameters"]
+    return parameters["random"] / parameters["total"] if parameters["total"] else 1.0
 
 
 def random_model(preset: str, device: torch.device) -> torch.nn.Module:

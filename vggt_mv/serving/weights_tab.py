@@ -20,10 +20,16 @@ from vggt_mv.viz.weights_treemap import build_treemap
 from vggt_mv.weights import PI3_RULE_SETS, WeightsSourceError, build_and_load, load_weights
 from vggt_mv.weights.hub import HUB_SCHEME, looks_like_repo_id
 from vggt_mv.weights.report import LoadReport
+from vggt_mv.weights.rule_files import BUILTIN_RULE_SETS
+from vggt_mv.weights.source_specs import SourceSpec, check_source_name
 from vggt_mv.weights.sources import TORCH_SUFFIXES, exists, has_control_characters, shown
 
 WEIGHT_SUFFIXES = (".safetensors", ".json") + TORCH_SUFFIXES
 MAX_SOURCE_CHARS = 1024
+MAX_SOURCES = 4
+DEFAULT_SOURCE_ROWS = (("checkpoint", "identity"), ("pi3", "pi3-decoder"), ("", "identity"), ("", "identity"))
+SOURCE_LABELS = ("VGGT checkpoint", "Pi3", "Source 3", "Source 4")
+SERVED_TITLE = "The served model"
 # Every JSON report goes under one root, one folder per report content, the newest MAX_KEPT_REPORTS kept.
 REPORTS_FOLDER = "vggt-mv-weight-reports"
 REPORT_NAME = "weights_report.json"
@@ -34,6 +40,16 @@ LOADING = threading.Lock()
 
 class WeightsTabError(ValueError):
     """A message for the person at the browser."""
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """One source row of the tab (or of the API): every field as the client sent it, unchecked."""
+
+    name: object = ""
+    text: object = ""
+    upload: object = None
+    rules: object = "identity"
 
 
 @dataclass
@@ -104,21 +120,28 @@ def resolve_source(text: str | None, upload: str | None, weights_dir: Path | Non
                           "this server reads no other paths")
 
 
+SUBJECT_WORDS = {"dry_run": "dry run: headers only", "load": "loaded into the served model",
+                 "served_model": "the model this server runs, as loaded at start-up"}
+
+
 def totals_markdown(report: LoadReport, title: str) -> str:
     """Totals in tensors and parameters per status, the other counts, and anomalies with their fixes."""
     summary = report.summary()
     parameters = summary["parameters"]
     rows = ["| status | tensors | parameters |", "|---|---|---|"]
-    for key, label in (("checkpoint_loaded", "checkpoint"), ("pi3_loaded", "Pi3"), ("derived", "derived"),
-                       ("random", "random")):
-        rows.append(f"| {label} | {summary[key]:,} | {parameters[key]:,} |")
+    for name in summary["loaded"]:
+        rows.append(f"| {name} | {summary['loaded'][name]:,} | {parameters['loaded'][name]:,} |")
+    for key in ("derived", "random"):
+        rows.append(f"| {key} | {summary[key]:,} | {parameters[key]:,} |")
     unexpected = ", ".join(f"{role} {count:,}" for role, count in summary["unexpected"].items()) or "none"
+    subject = report.to_dict()["subject"] if report.subject is None else report.subject
     lines = [f"### {title}", f"**{parameters['loaded_fraction']:.2%}** of {parameters['total']:,} parameters loaded "
-             f"({'dry run: headers only' if report.dry_run else 'loaded'}).", "", *rows, "",
+             f"({SUBJECT_WORDS[subject]}).", "", *rows, "",
              f"Overridden: {summary['overridden']:,} · mismatched: {summary['mismatched']:,} · "
              f"unexpected: {unexpected}"]
     for role, source in report.sources.items():
-        lines.append(f"- {role}: `{source['location']}` ({source['format']}, {source['num_tensors']:,} tensors)")
+        lines.append(f"- {role}: `{source['location']}` ({source['format']}, {source['num_tensors']:,} tensors, "
+                     f"rules {source.get('rules')})")
     if report.anomalies:
         lines += ["", "#### ⚠️ Anomalies"]
         lines += [f"- **{a.message}**  \n  Fix: {a.suggestion}" for a in report.anomalies]
@@ -173,10 +196,17 @@ def make_view(report: LoadReport, title: str, folder: Path | None = None) -> Wei
                        str(json_path), data)
 
 
+def served_report(served) -> LoadReport:
+    """The served model's report, labelled as such: its start-up load, or (no weights given) every tensor random."""
+    import dataclasses
+
+    report = served.report or load_weights(served.model, dry_run=True)
+    return dataclasses.replace(report, subject="served_model", dry_run=False)
+
+
 def served_view(served) -> WeightsView:
     """How the served model was loaded at start-up (all random when no weights could be had)."""
-    report = served.report or load_weights(served.model, dry_run=True)
-    return make_view(report, "The served model")
+    return make_view(served_report(served), SERVED_TITLE)
 
 
 def without_server_folders(message: str, weights_dir: Path | None, uploads: list[str | None]) -> str:
@@ -192,19 +222,20 @@ def without_server_folders(message: str, weights_dir: Path | None, uploads: list
 
 def refuse_sources_that_gave_nothing(report: LoadReport) -> None:
     """Swapping in a model that a source contributed nothing to would only lose what the served model had."""
-    empty = next((a for a in report.anomalies if a.kind == "source_contributed_nothing"), None)
+    contributed = report.contributed()
+    empty = next((name for name in report.sources if contributed.get(name, 0) == 0), None)
     if empty is not None:
-        raise WeightsTabError(f"{empty.message} The served model is unchanged.")
+        anomaly = next((a for a in report.anomalies if a.source == empty), None)
+        reason = anomaly.message if anomaly else f"The {empty} source loaded no tensor."
+        raise WeightsTabError(f"{reason} The served model is unchanged.")
 
 
-def load_into_served(served, checkpoint: str | None, pi3: str | None, pi3_rules: str,
-                     mostly_random_share: float) -> LoadReport:
+def load_into_served(served, specs: list[SourceSpec], mostly_random_share: float) -> LoadReport:
     """Load into a new model beside the served one (same config, device and dtype) and swap it in only once every
     tensor loaded: a failed or refused load leaves the served model, its report and its banner as they were."""
     with LOADING:
         try:
-            model, report = build_and_load(served.config, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules,
-                                           device=served.device, dtype=served.dtype)
+            model, report = build_and_load(served.config, sources=specs, device=served.device, dtype=served.dtype)
         except torch.OutOfMemoryError:
             raise WeightsTabError(f"not enough memory on {served.device} to load new weights beside the served "
                                   "model; the served model is unchanged") from None
@@ -213,30 +244,89 @@ def load_into_served(served, checkpoint: str | None, pi3: str | None, pi3_rules:
     return report
 
 
-def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, weights_dir: Path | None,
-            apply: bool, allow_apply: bool, preset: str | None = None, mostly_random_share: float = 0.5
-            ) -> WeightsView:
-    """Dry run against a preset's layout (headers only), or load into the served model when the operator allows it."""
-    if pi3_rules not in PI3_RULE_SETS:
-        raise WeightsTabError(f"unknown Pi3 rule set {shown(pi3_rules)}")
+def checked_rows(rows: object, weights_dir: Path | None) -> list[SourceSpec]:
+    """The rows that name a source, as SourceSpecs: at most MAX_SOURCES, names unique and plain, rules built in
+    (a client never names a rules file on the server), locations confined as resolve_source says."""
+    if not isinstance(rows, (list, tuple)):
+        raise WeightsTabError(f"sources must be a list, got {type(rows).__name__}")
+    if len(rows) > 2 * MAX_SOURCES:
+        raise WeightsTabError(f"{len(rows)} source rows; at most {MAX_SOURCES} sources")
+    specs = []
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, SourceRequest):
+            raise WeightsTabError(f"source row {number} is not a source")
+        location = resolve_source(row.text, row.upload, weights_dir)
+        if location is None:
+            continue
+        name = row.name.strip() if isinstance(row.name, str) else row.name
+        try:
+            check_source_name(name)
+        except WeightsSourceError as error:
+            raise WeightsTabError(f"source {number}: {error}") from None
+        if not isinstance(row.rules, str) or row.rules not in BUILTIN_RULE_SETS:
+            raise WeightsTabError(f"source {name}: unknown rule set {shown(row.rules)}; choose one of "
+                                  f"{', '.join(BUILTIN_RULE_SETS)}")
+        specs.append(SourceSpec(name, location, row.rules))
+    if len(specs) > MAX_SOURCES:
+        raise WeightsTabError(f"{len(specs)} sources; at most {MAX_SOURCES}")
+    names = [spec.name for spec in specs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise WeightsTabError(f"two sources are named {duplicate!r}; give each its own name")
+    return specs
+
+
+def inspect_sources(served, rows: list[SourceRequest], weights_dir: Path | None, apply: bool, allow_apply: bool,
+                    preset: str | None = None, mostly_random_share: float = 0.5) -> WeightsView:
+    """Dry run of up to MAX_SOURCES sources (in order, later ones override) against a preset's layout, or load them
+    into the served model when the operator allows it; with no source at all, the served model's own report."""
     if preset and (not isinstance(preset, str) or preset not in PRESETS):
         raise WeightsTabError(f"unknown model layout {shown(preset)}; choose one of {', '.join(sorted(PRESETS))}")
-    checkpoint = resolve_source(checkpoint_text, checkpoint_upload, weights_dir)
-    pi3 = resolve_source(pi3_text, pi3_upload, weights_dir)
-    if checkpoint is None and pi3 is None:
-        raise WeightsTabError("choose a checkpoint and/or a Pi3 source")
+    specs = checked_rows(rows, weights_dir)
+    if not specs:
+        if apply:
+            raise WeightsTabError("choose at least one source to load into the served model")
+        return served_view(served)
     if apply and preset and preset != served.preset:
         raise WeightsTabError(f"the served model is the {served.preset} preset; choose it to load into it")
     if apply and not allow_apply:
         raise WeightsTabError("loading into the served model is disabled on this server (start it with "
                               "--allow-weight-loading); a dry run works")
+    uploads = [row.upload for row in rows if isinstance(row.upload, str)]
     try:
         if apply:
-            report = load_into_served(served, checkpoint, pi3, pi3_rules, mostly_random_share)
+            report = load_into_served(served, specs, mostly_random_share)
         else:
             config = VGGTMVConfig.from_preset(preset) if preset else served.config
-            _, report = build_and_load(config, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules, dry_run=True)
+            _, report = build_and_load(config, sources=specs, dry_run=True)
     except (WeightsSourceError, WeightsTabError) as error:
-        raise WeightsTabError(without_server_folders(str(error), weights_dir, [checkpoint_upload, pi3_upload])) \
-            from None
+        raise WeightsTabError(without_server_folders(str(error), weights_dir, uploads)) from None
     return make_view(report, "Loaded into the served model" if apply else "Dry run")
+
+
+def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, weights_dir: Path | None,
+            apply: bool, allow_apply: bool, preset: str | None = None, mostly_random_share: float = 0.5
+            ) -> WeightsView:
+    """The two default sources (a VGGT checkpoint, Pi3 by its rule set): inspect_sources with those rows."""
+    if pi3_rules not in PI3_RULE_SETS:
+        raise WeightsTabError(f"unknown Pi3 rule set {shown(pi3_rules)}")
+    rows = [SourceRequest("checkpoint", checkpoint_text, checkpoint_upload, "identity"),
+            SourceRequest("pi3", pi3_text, pi3_upload, f"pi3-{pi3_rules}")]
+    return inspect_sources(served, rows, weights_dir, apply, allow_apply, preset, mostly_random_share)
+
+
+def api_source_requests(checkpoint: object, pi3: object, pi3_rules: object, sources: object) -> list[SourceRequest]:
+    """The API's sources as rows: `checkpoint`, `pi3` (by `pi3_rules`), then `sources`, a list of
+    {"name", "source", "rules"} objects; anything else is refused with one message."""
+    if pi3_rules not in PI3_RULE_SETS:
+        raise WeightsTabError(f"unknown Pi3 rule set {shown(pi3_rules)}")
+    rows = [SourceRequest("checkpoint", checkpoint, None, "identity"), SourceRequest("pi3", pi3, None, f"pi3-{pi3_rules}")]
+    if sources in (None, ""):
+        return rows
+    if not isinstance(sources, list) or len(sources) > MAX_SOURCES:
+        raise WeightsTabError(f"sources must be a list of at most {MAX_SOURCES} {{name, source, rules}} objects")
+    for number, item in enumerate(sources, 1):
+        if not isinstance(item, dict) or not set(item) <= {"name", "source", "rules"} or "source" not in item:
+            raise WeightsTabError(f"source {number} must be an object with `name`, `source` and optional `rules`")
+        rows.append(SourceRequest(item.get("name", ""), item["source"], None, item.get("rules", "identity")))
+    return rows

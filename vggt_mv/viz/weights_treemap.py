@@ -7,6 +7,8 @@ labels fit horizontally; a sunburst's outer rings turn small modules into unread
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -14,15 +16,31 @@ from vggt_mv.weights.render_text import mismatch_detail
 from vggt_mv.weights.tree import group_children
 
 STATUS_COLORS = {"checkpoint": "#2b8cbe", "pi3": "#31a354", "derived": "#dd8a2e", "random": "#d7301f"}
+# Other sources, in loading order: distinct from the four above and from each other (the tab allows 4 sources).
+EXTRA_SOURCE_COLORS = ("#756bb1", "#e7298a", "#17becf", "#8c6d31", "#bcbd22", "#636363", "#1b9e77", "#fb9a99")
 ROOT_ID = "model"
 
 
-def blend(parameters: dict[str, int]) -> str:
+def provenance_colors(statuses: list[str]) -> dict[str, str]:
+    """A colour per status: the fixed ones for checkpoint, pi3, derived and random, then the palette in order."""
+    colors = {status: STATUS_COLORS[status] for status in statuses if status in STATUS_COLORS}
+    others = [status for status in statuses if status not in STATUS_COLORS]
+    for number, status in enumerate(others):
+        colors[status] = EXTRA_SOURCE_COLORS[number % len(EXTRA_SOURCE_COLORS)]
+    return colors
+
+
+def report_colors(report) -> dict[str, str]:
+    """Colours of every status of a report, sources in loading order."""
+    return provenance_colors(report.statuses())
+
+
+def blend(parameters: dict[str, int], colors: dict[str, str] = STATUS_COLORS) -> str:
     """Parameter-weighted mix of status colours, so a parent shows what it is made of."""
     total = sum(parameters.values())
     if not total:
         return "#cccccc"
-    rgb = sum(np.array([int(STATUS_COLORS[s][i:i + 2], 16) for i in (1, 3, 5)], float) * n / total
+    rgb = sum(np.array([int(colors[s][i:i + 2], 16) for i in (1, 3, 5)], float) * n / total
               for s, n in parameters.items())
     return "#" + "".join(f"{int(round(c)):02x}" for c in rgb)
 
@@ -40,6 +58,7 @@ def treemap_nodes(report) -> dict[str, list]:
     (`aggregator.frame_blocks.{0..17}`), so a click path reads like the model.
     """
     tree = report.tree()
+    colors = report_colors(report)
     nodes = {"ids": [], "labels": [], "parents": [], "values": [], "colors": [], "hover": []}
 
     def add(node_id: str, label: str, parent: str, parameters: dict[str, int], hover: str) -> None:
@@ -47,10 +66,10 @@ def treemap_nodes(report) -> dict[str, list]:
         nodes["labels"].append(label)
         nodes["parents"].append(parent)
         nodes["values"].append(sum(parameters.values()))
-        nodes["colors"].append(blend(parameters))
+        nodes["colors"].append(blend(parameters, colors))
         nodes["hover"].append(hover)
 
-    add(ROOT_ID, "VGGT_MV", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]))
+    add(ROOT_ID, "model", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]))
     mismatches = _mismatch_notes(report)
     tensors_by_parent: dict[str, list[dict]] = {}
     for record in report.tensors:
@@ -102,7 +121,8 @@ def build_treemap(report, max_depth: int = 4) -> go.Figure:
         branchvalues="total", marker={"colors": nodes["colors"], "line": {"width": 0.5, "color": "#ffffff"}},
         hovertext=nodes["hover"], hoverinfo="text", maxdepth=max_depth, textinfo="label",
         pathbar={"visible": True}, root={"color": "#f5f5f5"}))
-    key = "   ".join(f"<span style='color:{color}'>■</span> {status}" for status, color in STATUS_COLORS.items())
+    key = "   ".join(f"<span style='color:{color}'>■</span> {html.escape(status)}"
+                     for status, color in report_colors(report).items())
     figure.update_layout(margin={"l": 4, "r": 4, "t": 56, "b": 4}, height=620,
                          title={"text": f"Where each parameter came from (area = parameters)<br><sup>{key}; "
                                         "mixed colours = modules with several sources</sup>", "x": 0.01})

@@ -13,7 +13,9 @@ from vggt_mv.weights.errors import WeightsSourceError, first_line
 from vggt_mv.weights.meta_build import build_on_meta
 from vggt_mv.weights.plan import LoadPlan, plan_load
 from vggt_mv.weights.report import LoadReport, dtype_name
-from vggt_mv.weights.rules import checkpoint_rules, pi3_rules
+from vggt_mv.weights.rule_files import load_rule_set
+from vggt_mv.weights.rules import PI3_RULE_SETS
+from vggt_mv.weights.source_specs import SourceSpec, source_specs
 from vggt_mv.weights.sources import Source, TensorInfo, open_source, shown
 
 logger = logging.getLogger(__name__)
@@ -27,15 +29,16 @@ def model_layout(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str
     return {key: TensorInfo(tuple(value.shape), final_dtype(value)) for key, value in model.state_dict().items()}
 
 
-def open_sources(checkpoint, pi3, pi3_rule_set: str, with_data: bool) -> list[tuple[Source, list]]:
-    """Every requested source with its rules, in loading order (checkpoint first, Pi3 overrides)."""
-    rules_for_pi3 = pi3_rules(pi3_rule_set)  # validate the rule set before reading anything
-    opened = []
-    if checkpoint is not None:
-        opened.append((open_source("checkpoint", checkpoint, with_data), checkpoint_rules()))
-    if pi3 is not None:
-        opened.append((open_source("pi3", pi3, with_data), rules_for_pi3))
-    return opened
+def open_sources(specs: list[SourceSpec], with_data: bool) -> list[tuple[Source, list]]:
+    """Every requested source with its rules, in loading order (later ones override); every rule set is read
+    and checked before any source is opened."""
+    rules = [load_rule_set(spec.rules).for_source(spec.name) for spec in specs]
+    return [(open_source(spec.name, spec.location, with_data), source_rules) for spec, source_rules in zip(specs, rules)]
+
+
+def rule_set_name(rules) -> str:
+    """How a report names a source's rule set: the built-in's or file's name."""
+    return load_rule_set(rules).name
 
 
 def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
@@ -182,9 +185,9 @@ def resolve_loaded_values(plan: LoadPlan, sources: dict[str, Source],
     values = {}
     non_finite: dict[str, list[str]] = {role: [] for role in sources}
     for key, assignment in plan.assignments.items():
-        if assignment.status not in ("checkpoint", "pi3"):
+        source = sources.get(assignment.status)
+        if source is None:  # derived or random
             continue
-        source = sources[assignment.status]
         value = read_tensor(source, assignment.source_key)
         if assignment.rule is not None and assignment.rule.transform is not None:
             value = assignment.rule.transform(value)
@@ -231,39 +234,53 @@ def apply_plan(model: nn.Module, plan: LoadPlan, sources: dict[str, Source], dty
 
 def load_weights(model: nn.Module, checkpoint: str | Path | None = None, pi3: str | Path | None = None,
                  pi3_rules: str = "decoder", dry_run: bool = False, device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None) -> LoadReport:
-    """Load the VGGT checkpoint over the whole model, then Pi3 by rules; report where every tensor came from.
+                 dtype: torch.dtype | None = None, sources: list | None = None) -> LoadReport:
+    """Load sources in order over the whole model and report where every tensor came from.
 
-    Sources are local files/folders or Hub repo ids (see sources.py). Every source is opened and planned
-    against before the model is touched: a bad source raises WeightsSourceError and changes nothing.
-    `dry_run` reads headers only and leaves the model as it is (it may stay on the meta device).
-    A real load assigns loaded tensors without copying (memory-mapped), initialises the meta tensors that
-    stay `random` with their module's own init (a model that already has data keeps its values there),
-    copies `derived` ones, then moves the model to `device` (default: where it was; CPU for a meta model)
-    and `dtype` (default: unchanged; the report's per-tensor dtype is the final one).
+    `checkpoint` (identity rules) and `pi3` (rule set `pi3_rules`) come first, then `sources`: SourceSpecs,
+    (name, location[, rules]) tuples or 'NAME=PATH[@RULES]' strings, where rules are a built-in rule set
+    (identity, pi3-decoder, pi3-decoder+encoder) or a TOML/JSON rules file; later sources override earlier
+    ones, and each tensor's status is its source's name. Sources are local files/folders or Hub repo ids (see
+    sources.py). Every source is opened and planned against before the model is touched: a bad source raises
+    WeightsSourceError and changes nothing. `dry_run` reads headers only and leaves the model as it is (it may
+    stay on the meta device). A real load assigns loaded tensors without copying (memory-mapped), initialises
+    the meta tensors that stay `random` with their module's own init (a model that already has data keeps its
+    values there), copies `derived` ones, then moves the model to `device` (default: where it was; CPU for a
+    meta model) and `dtype` (default: unchanged; the report's per-tensor dtype is the final one).
     """
-    sources = open_sources(checkpoint, pi3, pi3_rules, with_data=not dry_run)
-    plan = plan_load(model_layout(model, dtype), sources)
-    report = LoadReport.from_plan(plan, dry_run=dry_run)
+    if pi3_rules not in PI3_RULE_SETS:  # refused before reading anything
+        raise ValueError(f"unknown Pi3 rule set {pi3_rules!r}; choose one of {', '.join(PI3_RULE_SETS)}")
+    specs = source_specs(checkpoint, pi3, pi3_rules, sources)
+    opened = open_sources(specs, with_data=not dry_run)
+    plan = plan_load(model_layout(model, dtype), opened)
+    report = LoadReport.from_plan(plan, dry_run=dry_run, rule_set_names={spec.name: rule_set_name(spec.rules)
+                                                                           for spec in specs})
     if dry_run:
         return report
     current = next(iter(model.parameters())).device
     target_device = torch.device(device) if device is not None else (
         torch.device("cpu") if current.type == "meta" else current)
-    apply_plan(model, plan, {source.role: source for source, _ in sources}, dtype, torch.device("cpu"))
+    apply_plan(model, plan, {source.role: source for source, _ in opened}, dtype, torch.device("cpu"))
     model.to(device=target_device, dtype=dtype) if dtype is not None else model.to(device=target_device)
     return report
 
 
 def build_and_load(config, checkpoint: str | Path | None = None, pi3: str | Path | None = None,
                    pi3_rules: str = "decoder", dry_run: bool = False, device: str | torch.device = "cpu",
-                   dtype: torch.dtype | None = None):
-    """Build VGGT_MV on the meta device and load into it; returns (model or None for a dry run, report)."""
-    from vggt_mv.model import VGGT_MV
+                   dtype: torch.dtype | None = None, sources: list | None = None, factory=None):
+    """Build VGGT_MV(config), or `factory()` for any other model, on the meta device and load into it (see
+    load_weights); returns (model or None for a dry run, report)."""
+    if factory is None:
+        from vggt_mv.model import VGGT_MV
 
-    model = build_on_meta(lambda: VGGT_MV(config))
+        def factory():
+            return VGGT_MV(config)
+
+    model = build_on_meta(factory)
+    if not isinstance(model, nn.Module):
+        raise WeightsSourceError(f"the model factory returned {type(model).__name__}, not a torch.nn.Module")
     report = load_weights(model, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules, dry_run=dry_run,
-                          device=device, dtype=dtype)
+                          device=device, dtype=dtype, sources=sources)
     if dry_run:
         return None, report
     return model.eval(), report

@@ -11,7 +11,8 @@ import torch
 from vggt_mv.weights.rules import Rule, derived_source
 from vggt_mv.weights.sources import Source, TensorInfo
 
-STATUSES = ("checkpoint", "pi3", "derived", "random")
+# A loaded tensor's status is its source's name (`checkpoint`, `pi3`, or any other); these two are not sources.
+UNLOADED_STATUSES = ("derived", "random")
 
 
 @dataclass
@@ -132,7 +133,7 @@ def plan_load(layout: dict[str, TensorInfo], sources: list[tuple[Source, list[Ru
         if key in assignments:
             continue
         origin = derived_source(key)
-        loaded_origin = origin in assignments and assignments[origin].status in ("checkpoint", "pi3")
+        loaded_origin = origin in assignments and assignments[origin].status not in UNLOADED_STATUSES
         if loaded_origin and layout[origin].shape == layout[key].shape:
             assignments[key] = Assignment("derived", origin, assignments[origin].source_dtype)
         else:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from vggt_mv.weights.report import LoadReport
+from vggt_mv.weights.report import LoadReport, mismatch_groups
 from vggt_mv.weights.tree import STATUSES, group_children, loaded_share
 
 BAR_WIDTH = 20
 UNEXPECTED_PREFIX_DEPTH = 2
 LABEL_WIDTH = 24
+MAX_MISMATCH_LINES = 40
 
 
 def coverage_bar(share: float) -> str:
@@ -26,10 +27,10 @@ def human_count(count: int) -> str:
     return str(count)
 
 
-def status_mix(node: dict) -> str:
-    """'checkpoint 12 (4.20M) | random 2 (10)' for one tree node."""
+def status_mix(node: dict, statuses: list[str] = STATUSES) -> str:
+    """'checkpoint 12 (4.20M) | random 2 (10)' for one tree node, statuses in `statuses` order."""
     parts = []
-    for status in STATUSES:
+    for status in statuses:
         tensors = node["tensors"].get(status, 0)
         if tensors:
             parts.append(f"{status} {tensors} ({human_count(node['parameters'][status])})")
@@ -45,15 +46,39 @@ def merged_node(tree: dict, members: list[str]) -> dict:
     return merged
 
 
-def render_tree(tree: dict, path: str = "", depth: int = 0, max_depth: int = 3) -> list[str]:
+def render_tree(tree: dict, path: str = "", depth: int = 0, max_depth: int = 3,
+                statuses: list[str] = STATUSES) -> list[str]:
     """Module lines down to max_depth, identical sibling blocks collapsed into one line."""
     lines = []
     for label, members in group_children(tree, path):
         node = merged_node(tree, members)
-        lines.append(f"{'  ' * depth}{label:<{48 - 2 * depth}} {coverage_bar(loaded_share(node))} {status_mix(node)}")
+        lines.append(f"{'  ' * depth}{label:<{48 - 2 * depth}} {coverage_bar(loaded_share(node))} "
+                     f"{status_mix(node, statuses)}")
         if depth + 1 < max_depth:
-            lines.extend(render_tree(tree, members[0], depth + 1, max_depth)
+            lines.extend(render_tree(tree, members[0], depth + 1, max_depth, statuses)
                          if len(members) == 1 else [])
+    return lines
+
+
+def summary_label(name: str) -> str:
+    """`checkpoint_loaded`, `pi3_loaded` (the seed's words), `<name>_loaded` for any other source."""
+    return f"{name}_loaded"
+
+
+def mismatch_lines(report: LoadReport) -> list[str]:
+    """One line per group of mismatches that differ only in block indices (the tree's ranges)."""
+    lines = []
+    groups = mismatch_groups(report.mismatched)
+    for group in groups[:MAX_MISMATCH_LINES]:
+        row = group["row"]
+        if group["count"] == 1:
+            lines.append(f"  {row['key']} <- {row['source']}:{row['source_key']}: {mismatch_detail(row)}")
+        else:
+            lines.append(f"  {group['key']} <- {group['source']}: {group['count']} tensors, e.g. {row['key']}: "
+                         f"{mismatch_detail(row)}")
+    if len(groups) > MAX_MISMATCH_LINES:
+        lines.append(f"  ... and {len(groups) - MAX_MISMATCH_LINES} more groups ({len(report.mismatched)} tensors in "
+                     "all; --json lists every one)")
     return lines
 
 
@@ -77,27 +102,30 @@ def render_report(report: LoadReport, max_depth: int = 3) -> str:
     lines = [f"{'DRY RUN (headers only)' if report.dry_run else 'LOADED'}: "
              f"{summary['total']} tensors, {human_count(parameters['total'])} parameters"]
     for role, source in report.sources.items():
-        lines.append(f"  {role}: {source['location']} ({source['format']}, {source['num_tensors']} tensors)")
+        rules = f", rules {source['rules']}" if source.get("rules") else ""
+        lines.append(f"  {role}: {source['location']} ({source['format']}, {source['num_tensors']} tensors{rules})")
         lines.extend(f"    note: {note}" for note in source["notes"])
     lines.append("")
-    for name in ("checkpoint_loaded", "pi3_loaded", "derived", "random", "overridden", "mismatched"):
-        lines.append(f"  {name:<{LABEL_WIDTH}} {summary[name]:>6} tensors  {human_count(parameters[name]):>8} parameters")
+    rows = [(summary_label(name), summary["loaded"][name], parameters["loaded"][name]) for name in summary["loaded"]]
+    rows += [(name, summary[name], parameters[name]) for name in ("derived", "random", "overridden", "mismatched")]
+    for name, tensors, count in rows:
+        lines.append(f"  {name:<{LABEL_WIDTH}} {tensors:>6} tensors  {human_count(count):>8} parameters")
     for role, count in summary["unexpected"].items():
         lines.append(f"  {f'unexpected ({role})':<{LABEL_WIDTH}} {count:>6} tensors (of the source)")
     lines.append(f"  loaded: {parameters['loaded_fraction']:.2%} of parameters")
     lines += ["", "Module tree (#: loaded share of parameters):"]
-    lines += render_tree(report.tree(), max_depth=max_depth)
+    lines += render_tree(report.tree(), max_depth=max_depth, statuses=report.statuses())
     if report.mismatched:
         lines += ["", "Shape and dtype mismatches (not loaded; the model keeps what it had):"]
-        lines += [f"  {m['key']} <- {m['source']}:{m['source_key']}: {mismatch_detail(m)}" for m in report.mismatched]
+        lines += mismatch_lines(report)
     for role, keys in report.unexpected.items():
         if keys:
             lines += ["", f"Unexpected keys of {role} (used by no rule), by prefix:"]
             lines += [f"  {group}" for group in unexpected_by_prefix(keys)]
     lines += ["", "Rules (tensors matched):"]
     for rule in report.rules:
-        lines.append(f"  {rule['name']:<22} {rule['matched']:>5}  {rule['description']}")
-        lines.extend(f"  {'':<22}        {mapping}" for mapping in rule["mappings"])
+        lines.append(f"  {rule['name']:<26} {rule['matched']:>5}  {rule['description']}")
+        lines.extend(f"  {'':<26}        {mapping}" for mapping in rule["mappings"])
     if report.anomalies:
         lines += ["", "ANOMALIES:"]
         for anomaly in report.anomalies:

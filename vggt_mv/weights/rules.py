@@ -1,8 +1,9 @@
-"""Rules as data: which source key goes to which model key, for the VGGT checkpoint and for Pi3.
+"""Rules: which source key goes to which model key.
 
 A rule matches source keys with a regular expression and names the model key; it may carry a
 tensor transform (with the shape it produces). Rules never look at the model: the planner checks
-that targets exist and shapes agree.
+that targets exist and shapes agree. Rules are written as data (rule_files.py compiles TOML/JSON
+rule sets, the built-ins `identity`, `pi3-decoder`, `pi3-decoder+encoder` included) into these objects.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Rule:
 
     name: str
     pattern: re.Pattern
-    target: Callable[[re.Match], str]
+    target: Callable[[re.Match], str | None]  # None: the rule does not apply to this key
     description: str
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     transformed_shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None
@@ -55,41 +56,21 @@ def canonical_key(key: str) -> str:
     return f"{prefix}{ALIASES[alias]}.{index}.{rest}"
 
 
-def checkpoint_rules() -> list[Rule]:
-    """A VGGT/VGGT_MV checkpoint maps onto the whole model, key for key (aliases to their stored names)."""
-    return [
-        Rule("checkpoint:identity", re.compile(r"(.+)"), lambda m: m.group(1),
-             "every key -> the same key of the whole model"),
-        # Only for keys that are not model keys themselves (the track head has real `time_blocks`).
-        Rule("checkpoint:alias", ALIAS_KEY, lambda m: canonical_key(m.group(0)),
-             "*.{time,view}_blocks.* -> *.{frame,global}_blocks.* (aliases)", indexed=True, optional=True,
-             is_alias=True),
-    ]
+def checkpoint_rules(source_name: str = "checkpoint") -> list[Rule]:
+    """A VGGT/VGGT_MV checkpoint maps onto the whole model, key for key (aliases to their stored names): the
+    built-in `identity` rule set."""
+    from vggt_mv.weights.rule_files import builtin_rule_set
+
+    return builtin_rule_set("identity").for_source(source_name)
 
 
-def _decoder_target(match: re.Match) -> str:
-    """Pi3 alternates frame (even) and global (odd) attention blocks in one list."""
-    index = int(match.group(1))
-    stack = "frame_blocks" if index % 2 == 0 else "global_blocks"
-    return f"aggregator.{stack}.{index // 2}.{match.group(2)}"
+def pi3_rules(rule_set: str = "decoder", source_name: str = "pi3") -> list[Rule]:
+    """Pi3 -> VGGT_MV rules (built-in `pi3-decoder` or `pi3-decoder+encoder`)."""
+    from vggt_mv.weights.rule_files import builtin_rule_set
 
-
-def pi3_rules(rule_set: str = "decoder") -> list[Rule]:
-    """Pi3 -> VGGT_MV rules; `decoder+encoder` also brings Pi3's DINOv2 encoder into the patch embed."""
     if rule_set not in PI3_RULE_SETS:
         raise ValueError(f"unknown Pi3 rule set {rule_set!r}; choose one of {', '.join(PI3_RULE_SETS)}")
-    rules = [
-        Rule("pi3:decoder-even", re.compile(r"decoder\.(\d*[02468])\.(.+)"), _decoder_target,
-             "decoder.{even i}.* -> aggregator.frame_blocks.{i/2}.*", indexed=True),
-        Rule("pi3:decoder-odd", re.compile(r"decoder\.(\d*[13579])\.(.+)"), _decoder_target,
-             "decoder.{odd i}.* -> aggregator.global_blocks.{i//2}.*", indexed=True),
-        Rule("pi3:register-token", re.compile(r"register_token"), lambda m: "aggregator.register_token",
-             "register_token -> aggregator.register_token"),
-    ]
-    if rule_set == "decoder+encoder":
-        rules.append(Rule("pi3:encoder", re.compile(r"encoder\.(.+)"), lambda m: f"aggregator.patch_embed.{m.group(1)}",
-                          "encoder.* -> aggregator.patch_embed.*", indexed=True))
-    return rules
+    return builtin_rule_set(f"pi3-{rule_set}").for_source(source_name)
 
 
 def derived_source(model_key: str) -> str | None:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from typing import Iterable
 
+# The default sources' statuses and the two that are not sources; any other status is a source's own name.
 STATUSES = ("checkpoint", "pi3", "derived", "random")
+UNLOADED = ("derived", "random")
+NUMERIC_PART = re.compile(r"(?<![^.])\d+(?![^.])")
+
+
+def status_order(statuses: Iterable[str], sources: Iterable[str] = ()) -> list[str]:
+    """Statuses for display: sources in loading order (then any other loaded status), derived, random."""
+    present = list(dict.fromkeys(statuses))
+    ordered = [s for s in sources if s in present]
+    ordered += [s for s in present if s not in ordered and s not in UNLOADED]
+    return ordered + [s for s in UNLOADED if s in present]
 
 
 def collapse_indices(indices: list[int]) -> str:
@@ -51,7 +64,7 @@ def build_tree(tensors: list[dict]) -> dict[str, dict]:
 
 
 def loaded_share(node: dict) -> float:
-    """Share of a node's parameters that came from a source (checkpoint, Pi3 or derived)."""
+    """Share of a node's parameters that came from a source (any source, or derived)."""
     parameters = node["parameters"]
     total = sum(parameters.values())
     return (total - parameters.get("random", 0)) / total if total else 0.0
@@ -92,3 +105,37 @@ def group_children(tree: dict[str, dict], path: str) -> list[tuple[str, list[str
             label = f"{parent}.{collapse_indices([int(m.rsplit('.', 1)[-1]) for m in members])}"
         labelled.append((label, members))
     return labelled
+
+
+def collapse_keys(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """Keys that differ only in numbered parts, grouped like the tree: ("a.frame_blocks.{0..3}.w", members), in
+    first-seen order; a group where several numbers vary is split until one does."""
+    groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    for key in keys:
+        groups.setdefault(NUMERIC_PART.sub("#", key), []).append(
+            (key, tuple(int(n) for n in NUMERIC_PART.findall(key))))
+    collapsed: list[tuple[str, list[str]]] = []
+    for template, members in groups.items():
+        collapsed.extend(_collapse_group(template, members))
+    return collapsed
+
+
+def _collapse_group(template: str, members: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, list[str]]]:
+    """One template's keys as labelled ranges: split on every varying number but the first."""
+    if len(members) == 1:
+        return [(members[0][0], [members[0][0]])]
+    width = len(members[0][1])
+    varying = [i for i in range(width) if len({numbers[i] for _, numbers in members}) > 1]
+    if len(varying) > 1:
+        rest = varying[1:]
+        split: dict[tuple, list] = {}
+        for key, numbers in members:
+            split.setdefault(tuple(numbers[i] for i in rest), []).append((key, numbers))
+        return [group for part in split.values() for group in _collapse_group(template, part)]
+    position = varying[0] if varying else None
+    pieces = template.split("#")
+    numbers = members[0][1]
+    label = pieces[0]
+    for index, piece in enumerate(pieces[1:]):
+        label += (collapse_indices([n[index] for _, n in members]) if index == position else str(numbers[index])) + piece
+    return [(label, [key for key, _ in members])]
