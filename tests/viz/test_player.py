@@ -93,7 +93,7 @@ def test_slider_and_play_buttons_at_each_speed_animate_frames_and_keep_the_users
     assert [1000 / button.args[1]["frame"]["duration"] for button in plays] == pytest.approx(PLAYER_SPEEDS_FPS)
     assert any(list(button.args[0] or ()) == [None] for button in menu.buttons), "a pause button"
     assert figure.layout.uirevision is not None
-    assert all(frame.layout is None for frame in figure.frames), "no frame resets the camera"
+    assert all(not frame.to_plotly_json().get("layout") for frame in figure.frames), "no frame resets the camera"
 
 
 def test_payload_is_the_same_in_every_mode_and_frames_are_small():
