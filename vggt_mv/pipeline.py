@@ -291,7 +291,7 @@ def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOp
     }
     if figure is not None:
         outputs["html"] = folder / "scene.html"
-        figure.write_html(str(outputs["html"]), include_plotlyjs=True)
+        figure.write_html(str(outputs["html"]), include_plotlyjs=True, auto_play=False)  # the player waits for play
     outputs["zip"] = write_zip(folder / "downloads.zip", folder, exclude=("scene.html", "downloads.zip"))
     return {"zip": outputs.pop("zip"), **outputs}
 

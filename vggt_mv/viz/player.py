@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 PLAYER_MODES = ("step", "trail", "all")
 PLAYER_MODE_LABELS = {"step": "this step only", "trail": "up to this step (trail)", "all": "all steps"}
 PLAYER_SPEEDS_FPS = (1, 3, 8)
+PLAYER_MARGIN_PX = 120
 FRAMES_META_KEY = "player_frames"  # read by GRADIO_PLAYER_JS
 
 
@@ -36,11 +37,12 @@ def _animation_options(duration_ms: float) -> dict:
 
 
 def player_controls(num_steps: int) -> dict:
-    """Layout entries: a time-step slider and play buttons (one per speed) plus pause."""
+    """Layout entries: play buttons (one per speed) plus pause, and under them a time-step slider as wide as the
+    figure, all below the 3D view (in the bottom margin, PLAYER_MARGIN_PX high)."""
     steps = [{"method": "animate", "label": frame_name(step), "args": [[frame_name(step)], _animation_options(0)]}
              for step in range(num_steps)]
-    slider = {"active": 0, "steps": steps, "x": 0.3, "len": 0.68, "xanchor": "left", "y": 0, "yanchor": "bottom",
-              "pad": {"t": 0, "b": 4}, "transition": {"duration": 0},
+    slider = {"active": 0, "steps": steps, "x": 0.0, "len": 1.0, "xanchor": "left", "y": 0, "yanchor": "top",
+              "pad": {"t": 42, "b": 0, "l": 10, "r": 10}, "transition": {"duration": 0},
               "currentvalue": {"prefix": f"time step (0..{num_steps - 1}): ", "font": {"size": 13}}}
     buttons = [{"method": "animate", "label": f"▶ {fps} fps", "args": [None, _animation_options(1000 / fps)]}
                for fps in PLAYER_SPEEDS_FPS]
@@ -48,7 +50,7 @@ def player_controls(num_steps: int) -> dict:
                     "args": [[None], {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
                                       "transition": {"duration": 0}}]})
     menu = {"type": "buttons", "direction": "right", "showactive": False, "buttons": buttons, "x": 0.0,
-            "xanchor": "left", "y": 0, "yanchor": "bottom", "pad": {"t": 0, "b": 8, "r": 4}}
+            "xanchor": "left", "y": 0, "yanchor": "top", "pad": {"t": 4, "l": 10}}
     return {"sliders": [slider], "updatemenus": [menu]}
 
 
@@ -68,19 +70,32 @@ def gradio_head_script() -> str:
 
 # gr.Plot calls Plotly.react(div, data, layout, config): the figure's frames are lost. Plotly's bundle assigns
 # window.Plotly when it loads, so a setter on window wraps react before Gradio's first call, and passes the frames
-# found in layout.meta as react's {data, layout, config, frames} form (which replaces the old frames).
+# found in layout.meta as react's {data, layout, config, frames} form (which replaces the old frames). gr.Plot also
+# draws each new figure into a new element, where uirevision cannot keep the user's view: the wrapper remembers the
+# camera the user last chose per uirevision and hands it to the new element, so a rebuild keeps the view too.
 GRADIO_PLAYER_JS = """
 (() => {
   const KEY = "%s";
+  const userCameras = {};
   const keepFrames = (plotly) => {
     if (!plotly || typeof plotly.react !== "function" || plotly.__framesFromMeta) return;
     const react = plotly.react;
     plotly.react = function (div, data, layout, config) {
       const frames = layout && layout.meta && layout.meta[KEY];
-      if (Array.isArray(data) && Array.isArray(frames)) {
-        return react.call(this, div, {data: data, layout: layout, config: config, frames: frames});
+      if (!Array.isArray(data) || !Array.isArray(frames)) return react.apply(this, arguments);
+      const revision = String(layout.uirevision);
+      if (!div._fullLayout && userCameras[revision]) {
+        layout.scene = Object.assign({}, layout.scene, {camera: userCameras[revision]});
       }
-      return react.apply(this, arguments);
+      const drawn = react.call(this, div, {data: data, layout: layout, config: config, frames: frames});
+      Promise.resolve(drawn).then(() => {
+        if (div.__remembersCamera || typeof div.on !== "function") return;
+        div.__remembersCamera = true;
+        div.on("plotly_relayout", (change) => {
+          if (change && change["scene.camera"]) userCameras[String(div.layout.uirevision)] = change["scene.camera"];
+        });
+      });
+      return drawn;
     };
     plotly.__framesFromMeta = true;
   };

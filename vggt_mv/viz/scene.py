@@ -17,10 +17,12 @@ import plotly.graph_objects as go
 from vggt_mv.viz.cameras import (align_ground_truth, camera_centers, default_frustum_depth, frustum_corners,
                                  to_display)
 from vggt_mv.viz.depth_edges import DEFAULT_EDGE_THRESHOLD
-from vggt_mv.viz.player import PLAYER_MODE_LABELS, PLAYER_MODES, frame_name, player_controls, visible_steps
+from vggt_mv.viz.player import (PLAYER_MARGIN_PX, PLAYER_MODE_LABELS, PLAYER_MODES, frame_name, player_controls,
+                                visible_steps)
 from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, PointSelection, point_colors, select_points
 
 DEFAULT_POINT_BUDGET = 200_000
+SCENE_HEIGHT_PX = 640  # gr.Plot's own default leaves the 3D view too small once the player sits below it
 
 
 @dataclass
@@ -189,6 +191,28 @@ def static_traces(predictions: dict[str, np.ndarray], options: SceneOptions) -> 
     return traces
 
 
+def fixed_axis_ranges(figure: go.Figure, padding: float = 0.02) -> dict:
+    """layout.scene axis ranges spanning every trace of every step, so the box (and the view) does not jump when
+    the player shows another step (autorange would refit to the visible traces each frame)."""
+    columns = {axis: [np.asarray(trace[axis], dtype=np.float64) for trace in figure.data if trace[axis] is not None]
+               for axis in "xyz"}
+    for frame in figure.frames:
+        for update in frame.data:
+            for axis in "xyz":
+                if update[axis] is not None:
+                    columns[axis].append(np.asarray(update[axis], dtype=np.float64))
+    ranges = {}
+    for axis, arrays in columns.items():
+        values = np.concatenate(arrays) if arrays else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        low, high = float(values.min()), float(values.max())
+        margin = max(high - low, 1e-3) * padding
+        ranges[f"{axis}axis"] = {"range": [low - margin, high + margin], "autorange": False}
+    return ranges
+
+
 def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None = None) -> go.Figure:
     """Figure with one animation frame per time step, from numpy predictions with a [T, N] prefix (see
     vggt_mv.inference.predict); the point budget is split evenly over the steps."""
@@ -208,12 +232,13 @@ def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None
     figure.frames = [go.Frame(name=frame_name(step), traces=moving,
                               data=[update for layer in layers for update in layer.at_step(step)])
                      for step in all_steps]
+    figure.update_layout(scene=fixed_axis_ranges(figure))
     figure.update_layout(
         scene={"aspectmode": "data", "xaxis": {"title": "x"}, "yaxis": {"title": "z (forward)"},
                "zaxis": {"title": "-y (up)"},
                "camera": {"up": {"x": 0, "y": 0, "z": 1}, "eye": {"x": 0.0, "y": -1.6, "z": 0.7},
                           "center": {"x": 0, "y": 0, "z": 0}}},
-        margin={"l": 0, "r": 0, "t": 30, "b": 10},
+        margin={"l": 0, "r": 0, "t": 30, "b": PLAYER_MARGIN_PX}, height=SCENE_HEIGHT_PX,
         legend={"itemsizing": "constant", "groupclick": "togglegroup", "x": 0.01, "y": 0.93, "xanchor": "left",
                 "yanchor": "top", "bgcolor": "rgba(255, 255, 255, 0.7)"},  # clear of the colour bar on the right
         coloraxis=colour_axis(colours), uirevision="scene",  # a rebuild (new colours, filters, mode) keeps the user's view
