@@ -6,8 +6,9 @@ colmap/t000/ holds cameras.bin, images.bin and points3D.bin for time step 0, and
 - images: one per camera (IMAGE_ID n+1 with CAMERA_ID n+1, NAME camera{n}_t{t}.png), QW QX QY QZ and TX TY TZ of
   the world-to-camera transform (VGGT's extrinsic: OpenCV axes, as COLMAP's), and as POINTS2D the pixel centres
   (COLMAP's convention: the image's top-left corner is 0,0) that produced a point, with that point's id.
-- points3D: points of real (not padding), confident pixels off depth edges (the scene's filters); RGB of the input; ERROR the distance in pixels
-  between the pixel and the point projected into its own camera; TRACK that one (IMAGE_ID, POINT2D_IDX).
+- points3D: points of real (not padding), confident pixels off depth edges (the scene's filters); RGB of the input;
+  ERROR the distance in pixels between the pixel and the point projected into its own camera; TRACK that one
+  (IMAGE_ID, POINT2D_IDX).
 """
 
 from __future__ import annotations

@@ -241,7 +241,8 @@ def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None
         margin={"l": 0, "r": 0, "t": 30, "b": PLAYER_MARGIN_PX}, height=SCENE_HEIGHT_PX,
         legend={"itemsizing": "constant", "groupclick": "togglegroup", "x": 0.01, "y": 0.93, "xanchor": "left",
                 "yanchor": "top", "bgcolor": "rgba(255, 255, 255, 0.7)"},  # clear of the colour bar on the right
-        coloraxis=colour_axis(colours), uirevision="scene",  # a rebuild (new colours, filters, mode) keeps the user's view
+        coloraxis=colour_axis(colours),
+        uirevision="scene",  # a rebuild (new colours, filters, mode) keeps the user's view
         title={"text": f"{PLAYER_MODE_LABELS[options.player_mode]}: {points_counter(selection, num_steps)}",
                "x": 0.02, "font": {"size": 14}},
         **player_controls(num_steps))
