@@ -44,6 +44,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             frames_per_camera = reconstruct_tab.check_request(frames_per_camera, window_start, window_end, mode,
                                                               color_by, conf_percentile, point_budget,
                                                               settings.max_total_frames)
+            display.scene_options()  # refuses a bad display field before the session's earlier run is removed
             reconstruct_tab.forget_earlier_runs(session)
             yield from reconstruct_tab.run_progressively(
                 served, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
