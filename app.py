@@ -12,6 +12,7 @@ from vggt_mv.serving.gpu import on_gpu
 from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
 from vggt_mv.serving.model_store import banner_markdown, load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
+from vggt_mv.viz.player import PLAYER_MODE_LABELS, gradio_head_script
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 logger = logging.getLogger("vggt_mv.app")
@@ -32,15 +33,18 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
     def reconstruct(videos: list[str] | None = None, example: str | None = None, frames_per_camera: int = 8,
                     window_start: float = 0.0, window_end: float = 1.0, offsets: str = "", mode: str = "auto",
                     color_by: str = "rgb", conf_percentile: float = 25.0, point_budget: int = 200_000,
+                    player_mode: str = "step", depth_edges: bool = True, max_dynamic: float = 1.0,
                     request: gr.Request = None, progress=gr.Progress()):
         """Reconstruct the uploaded videos (one per camera) or a bundled example."""
         display = reconstruct_tab.DisplayChoices(color_by=color_by, conf_percentile=conf_percentile,
-                                                 point_budget=point_budget)
+                                                 point_budget=point_budget, player_mode=player_mode,
+                                                 depth_edges=depth_edges, max_dynamic=max_dynamic)
         session = getattr(request, "session_hash", None)
         try:
             frames_per_camera = reconstruct_tab.check_request(frames_per_camera, window_start, window_end, mode,
                                                               color_by, conf_percentile, point_budget,
                                                               settings.max_total_frames)
+            display.scene_options()  # refuses a bad display field before the session's earlier run is removed
             reconstruct_tab.forget_earlier_runs(session)
             yield from reconstruct_tab.run_progressively(
                 served, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
@@ -50,11 +54,18 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         finally:
             return_freed_memory()
 
-    def redraw(key, color_by, conf_percentile, conf_threshold, point_budget, time_step, show_ground_truth):
-        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, time_step,
-                                                 show_ground_truth)
+    def redraw(key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges, max_dynamic,
+               show_ground_truth):
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                                                 depth_edges, max_dynamic, show_ground_truth)
         try:
             return reconstruct_tab.redraw(key, display)
+        except reconstruct_tab.UserFacingError as error:
+            raise user_error(error) from None
+
+    def redraw_strip(key, strip_step):
+        try:
+            return reconstruct_tab.redraw_strip(key, strip_step)
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
@@ -84,17 +95,24 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                     offsets = gr.Textbox(value="", label="Per-camera offsets in seconds (optional)",
                                          placeholder="0, 0.1, 0")
                 with gr.Column(scale=2):
-                    scene = gr.Plot(label="Scene")
+                    scene = gr.Plot(label="Scene", elem_id="scene")
                     with gr.Row():
-                        color_by = gr.Radio(["rgb", "camera", "time", "confidence"], value="rgb", label="Colour by")
-                        time_step = gr.Slider(-1, 31, value=-1, step=1, label="Time step (-1 = all)",
-                                              elem_id="time-step")
+                        color_by = gr.Radio(list(reconstruct_tab.COLOURS), value="rgb", label="Colour by")
+                        player_mode = gr.Radio([(label, mode) for mode, label in PLAYER_MODE_LABELS.items()],
+                                               value="step", label="Player shows", elem_id="player-mode")
                     with gr.Row():
                         conf_percentile = gr.Slider(0, 95, value=25, step=5, label="Drop lowest confidence (%)")
                         conf_threshold = gr.Number(value=0, label="Min confidence")
-                        point_budget = gr.Slider(10_000, 400_000, value=200_000, step=10_000, label="Point budget")
+                        point_budget = gr.Slider(10_000, 400_000, value=200_000, step=10_000,
+                                                 label="Point budget (split over the time steps)")
+                    with gr.Row():
+                        depth_edges = gr.Checkbox(value=True, label="Drop depth-edge points (flying pixels)",
+                                                  elem_id="depth-edges")
+                        max_dynamic = gr.Slider(0, 1, value=1, step=0.05, label="Hide points with dynamic score over",
+                                                info="the spatial mask head's per-patch motion score; 1 hides none")
                         show_ground_truth = gr.Checkbox(value=True, label="Ground-truth cameras", visible=False)
-                    gr.Markdown("**Per camera** at the shown time step: input | depth | confidence")
+                    gr.Markdown(reconstruct_tab.strip_heading())
+                    strip_step = gr.Slider(0, 31, value=0, step=1, label="Strip time step", elem_id="strip-step")
                     strip = gr.Gallery(label="Per camera: input | depth | confidence", show_label=False, columns=1,
                                        height="auto", object_fit="contain", elem_id="camera-strip",
                                        elem_classes=["captioned-gallery"])
@@ -109,17 +127,19 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
                           api_visibility="private")
             run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
-                                           color_by, conf_percentile, point_budget],
+                                           color_by, conf_percentile, point_budget, player_mode, depth_edges,
+                                           max_dynamic],
                              [scene, strip, downloads, status, key], api_name="reconstruct").success(
-                reconstruct_tab.display_control_updates, key, [time_step, show_ground_truth],
+                reconstruct_tab.display_control_updates, key, [strip_step, show_ground_truth],
                 api_visibility="private")
-            display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, time_step,
-                              show_ground_truth]
-            for control in (conf_percentile, point_budget, time_step):
-                control.release(redraw, display_inputs, [scene, strip], api_visibility="private")
-            for control in (color_by, conf_threshold, show_ground_truth):
-                control.change(redraw, display_inputs, [scene, strip], api_visibility="private")
-            conf_threshold.submit(redraw, display_inputs, [scene, strip], api_visibility="private")
+            display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges,
+                              max_dynamic, show_ground_truth]
+            for control in (conf_percentile, point_budget, max_dynamic):
+                control.release(redraw, display_inputs, scene, api_visibility="private")
+            for control in (color_by, player_mode, depth_edges, conf_threshold, show_ground_truth):
+                control.change(redraw, display_inputs, scene, api_visibility="private")
+            conf_threshold.submit(redraw, display_inputs, scene, api_visibility="private")
+            strip_step.release(redraw_strip, [key, strip_step], strip, api_visibility="private")
         with gr.Tab("Weights", id="weights"):
             build_weights_tab(demo, served, settings, banner)
 
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     limit_malloc_arenas()
     demo = build_demo(settings)
     demo.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[str(settings.sessions_dir)],
-                css=CSS)
+                css=CSS, head=gradio_head_script())
 
 
 if __name__ == "__main__":

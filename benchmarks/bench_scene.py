@@ -1,5 +1,5 @@
-"""App-side costs, measured in one run: scene build and payload, downloads, video decode per frame, end to end
-with its stage times (decode, inference, scene, files).
+"""App-side costs, measured in one run: scene build and payload in each player mode (and without the depth-edge
+filter), downloads, video decode per frame, end to end with its stage times (decode, inference, scene, files).
 
 Usage: python benchmarks/bench_scene.py
 """
@@ -24,6 +24,7 @@ from vggt_mv.io.video import decode_frames, probe_video  # noqa: E402
 from vggt_mv.pipeline import ReconstructionSettings, run_stages, write_outputs  # noqa: E402
 from vggt_mv.serving.model_store import load_served_model  # noqa: E402
 from vggt_mv.serving.settings import ServeSettings  # noqa: E402
+from vggt_mv.viz.player import PLAYER_MODE_LABELS, PLAYER_MODES, move_frames_into_layout  # noqa: E402
 from vggt_mv.viz.scene import SceneOptions, build_scene  # noqa: E402
 
 
@@ -42,8 +43,13 @@ def main() -> None:
     torch.manual_seed(0)
     images = torch.rand(8, 4, 3, 294, 518)
     predictions = predict(served.model, images)
-    build_seconds, figure = timed(lambda: build_scene(predictions, SceneOptions()))
-    payload = len(figure.to_json().encode())
+    scenes = []
+    for mode, edges in [(mode, True) for mode in PLAYER_MODES] + [("step", False)]:
+        options = SceneOptions(player_mode=mode, depth_edges=edges)
+        seconds, figure = timed(lambda options=options: build_scene(predictions, options))
+        frames, title = len(figure.frames), figure.layout.title.text
+        payload = len(move_frames_into_layout(figure).to_json().encode())  # what gr.Plot sends, frames included
+        scenes.append((mode, edges, seconds, payload, frames, title))
     folder = Path(tempfile.mkdtemp(prefix="bench-scene-"))
     files_seconds, outputs = timed(lambda: write_outputs(SimpleNamespace(predictions=predictions), folder))
     written = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -59,13 +65,20 @@ def main() -> None:
         end_to_end.append((frames, time.perf_counter() - start, final.stages.describe()))
     print("| measurement | value | target |")
     print("|---|---|---|")
-    print(f"| scene build, 8 x 4 at 518x294, default budget (200k points) | {build_seconds:.2f} s | <= 1 s |")
-    print(f"| figure payload (fig.to_json) | {payload / 1024 ** 2:.2f} MiB | <= 6 MB |")
+    base_seconds = next(seconds for mode, edges, seconds, *_ in scenes if mode == "step" and edges)
+    for mode, edges, seconds, payload, frames, title in scenes:
+        case = f"player '{PLAYER_MODE_LABELS[mode]}'" + ("" if edges else ", depth-edge filter off")
+        print(f"| scene build, 8 x 4 at 518x294, 200k points, {case} | {seconds:.2f} s "
+              f"({seconds / base_seconds:.2f}x) | <= 1 s |")
+        print(f"| figure payload as gr.Plot sends it ({frames} frames included), {case} | {payload / 1e6:.2f} MB "
+              f"| <= 6 MB |")
     print(f"| every download, 8 x 4 (zip, GLB, NPZ, cameras.json, PLY + COLMAP per step; "
           f"{written / 1024 ** 2:.0f} MiB) | {files_seconds:.2f} s | |")
     print(f"| decode + resize per frame (example video, 8 frames) | {1000 * decode_seconds / 8:.1f} ms | |")
     for frames, seconds, stages in end_to_end:
         print(f"| end to end, 3 example videos x {frames} frames, tiny preset, CPU ({stages}) | {seconds:.2f} s | |")
+    for mode, edges, _, _, _, title in scenes:
+        print(f"points counter, '{mode}'{'' if edges else ', depth-edge filter off'}: {title.split(': ', 1)[1]}")
 
 
 if __name__ == "__main__":

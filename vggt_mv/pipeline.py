@@ -455,16 +455,17 @@ def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOp
     folder.mkdir(parents=True, exist_ok=True)
     options = options or SceneOptions()
     predictions = reconstruction.predictions
+    filters = options.point_filters()  # the scene's points are the downloads' points
     outputs: dict[str, Any] = {
-        "glb": write_glb(folder / "scene.glb", predictions, options.conf_percentile),
+        "glb": write_glb(folder / "scene.glb", predictions, filters),
         "npz": write_npz(folder / "predictions.npz", predictions),
         "cameras": write_cameras_json(folder / "cameras.json", predictions),
-        "ply": write_ply_per_time(folder / "ply", predictions, options.conf_percentile),
-        "colmap": write_colmap_models(folder / "colmap", predictions, options.conf_percentile),
+        "ply": write_ply_per_time(folder / "ply", predictions, filters),
+        "colmap": write_colmap_models(folder / "colmap", predictions, filters),
     }
     if figure is not None:
         outputs["html"] = folder / "scene.html"
-        figure.write_html(str(outputs["html"]), include_plotlyjs=True)
+        figure.write_html(str(outputs["html"]), include_plotlyjs=True, auto_play=False)  # the player waits for play
     outputs["zip"] = write_zip(folder / "downloads.zip", folder, exclude=("scene.html", "downloads.zip"))
     return {"zip": outputs.pop("zip"), **outputs}
 

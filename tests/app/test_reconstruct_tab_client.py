@@ -32,9 +32,12 @@ def test_reconstruct_three_example_videos_end_to_end(app):
                                                    enumerate(list_examples()[0].video_paths)]
     plot = json.loads(figure["plot"])
     names = [trace.get("name", "") for trace in plot["data"]]
-    assert names[0].startswith("points (")
+    assert [name for name in names if name.startswith("points, step")] == [f"points, step {t}" for t in range(3)]
     for camera in range(3):
         assert f"camera {camera}" in names and f"camera {camera} trajectory" in names
+    frames = plot["layout"]["meta"]["player_frames"]
+    assert [frame["name"] for frame in frames] == ["0", "1", "2"], "the player's frames survive gr.Plot"
+    assert "depth-edge points removed" in plot["layout"]["title"]["text"]
     assert "3 time steps x 3 cameras" in status and "attention multi (auto)" in status
     by_name = {path.rsplit("/", 1)[-1]: path for path in downloads}
     assert downloads[0].endswith("downloads.zip")
@@ -56,3 +59,16 @@ def test_bad_input_gives_one_message_and_the_server_keeps_serving(app, tmp_path)
     assert "not a readable video" in str(raised.value)
     _, _, _, status = client.predict(example=list_examples()[0].name, frames_per_camera=1, api_name="/reconstruct")
     assert "1 time step x 3 cameras" in status
+
+
+def test_the_filters_chosen_for_a_run_shape_its_downloads(app):
+    client, _ = app
+    example = list_examples()[0].name
+    counts = {}
+    for edges in (True, False):
+        *_, downloads, status = client.predict(example=example, frames_per_camera=1, depth_edges=edges,
+                                               point_budget=10_000, player_mode="all", api_name="/reconstruct")
+        by_name = {path.rsplit("/", 1)[-1]: path for path in downloads}
+        counts[edges] = len(trimesh.load(by_name["points_t000.ply"]).vertices)
+        assert ("Depth-edge points are kept" in status) is not edges
+    assert counts[True] < counts[False], "the depth-edge filter removed points from the PLY too"

@@ -127,6 +127,6 @@ def test_reconstruct_tab_portrait_and_landscape_uploads(browser, tmp_path):
         strip = page.locator("#camera-strip")
         for caption in ("camera 0: portrait.mp4", "camera 1: landscape.mp4"):
             assert strip.get_by_text(caption, exact=True).count() >= 1, caption
-        assert page.locator("#time-step input[type=range]").get_attribute("max") == "7"
+        assert page.locator("#strip-step input[type=range]").get_attribute("max") == "7"
         assert not page.get_by_label("Ground-truth cameras").is_visible(), "uploads have no ground truth"
         assert not error_shown(page)

@@ -2,14 +2,17 @@
 
 import math
 import os
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from tests.support.videos import write_video
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.model_store import load_served_model
-from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, parse_offsets, redraw, run
+from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, parse_offsets, redraw, redraw_strip, run
+from vggt_mv.viz.player import FRAMES_META_KEY
 from vggt_mv.serving.settings import ServeSettings
 
 
@@ -39,11 +42,15 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
     assert "2 time steps x 3 cameras" in status and "attention multi (auto)" in status
     assert [caption for _, caption in strip] == [f"camera {n}: {p.name}" for n, p in
                                                  enumerate(list_examples()[0].video_paths)]
-    assert all(image.shape == (294, 3 * 518, 3) for image, _ in strip)
-    time_step, ground_truth = reconstruct_tab.display_control_updates(key)
-    assert time_step["maximum"] == 1 and time_step["value"] == -1 and ground_truth["visible"] is True
-    one_step, _ = redraw(key, DisplayChoices(time_step=1, color_by="camera"))
-    assert one_step.layout.title.text == "time step 1"
+    assert all(image.shape == (294, 4 * 518, 3) for image, _ in strip), "input | depth | confidence | dynamic"
+    assert len(figure.layout.meta[FRAMES_META_KEY]) == 2, "the player's frames travel in the layout for gr.Plot"
+    strip_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    assert strip_step["maximum"] == 1 and strip_step["value"] == 0 and ground_truth["visible"] is True
+    trail = redraw(key, DisplayChoices(player_mode="trail", color_by="camera"))
+    assert trail.layout.title.text.startswith("up to this step (trail): ")
+    later = redraw_strip(key, 1)
+    assert [caption for _, caption in later] == [caption for _, caption in strip]
+    assert not all(np.array_equal(a, b) for (a, _), (b, _) in zip(later, strip)), "the strip shows step 1 now"
     reconstruct_tab.remove_session_folder("session-a")
     assert not folder.exists()
     with pytest.raises(UserFacingError, match="run a reconstruction first"):
@@ -186,8 +193,52 @@ def test_user_facing_messages_are_always_one_line():
 
 
 def test_display_controls_before_any_run_change_nothing_instead_of_showing_errors():
-    assert redraw(None, DisplayChoices(time_step=3)) == ({"__type__": "update"}, {"__type__": "update"})
+    assert redraw(None, DisplayChoices(player_mode="all")) == {"__type__": "update"}
+    assert redraw_strip(None, 3) == {"__type__": "update"}
     assert reconstruct_tab.display_control_updates(None) == ({"__type__": "update"}, {"__type__": "update"})
+
+
+@pytest.mark.parametrize("field, value, phrase", [
+    ("player_mode", "bogus", "player mode must be one of step, trail, all"),
+    ("player_mode", None, "player mode"),
+    ("color_by", "<script>", "colour must be one of rgb, camera, time, confidence, dynamic"),
+    ("max_dynamic", 2.0, "dynamic score limit must be a number from 0 to 1"),
+    ("max_dynamic", math.nan, "dynamic score limit"),
+    ("depth_edges", "yes", "toggles must be true or false"),
+    ("conf_threshold", -1, "min confidence must be a number"),
+    ("conf_threshold", None, "min confidence"),
+    ("point_budget", 0, "point budget must be a whole number"),
+    ("conf_percentile", math.inf, "confidence percentile"),
+])
+def test_every_display_field_out_of_range_gets_one_message(field, value, phrase):
+    with pytest.raises(UserFacingError, match=phrase) as refused:
+        DisplayChoices(**{field: value}).scene_options()
+    assert "\n" not in str(refused.value)
+
+
+def test_a_redraw_with_a_hostile_field_is_refused_in_one_line(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path)
+    *_, key = run(served, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
+                  "hostile-redraw", 64)
+    with pytest.raises(UserFacingError, match="player mode must be one of"):
+        redraw(key, DisplayChoices(player_mode="../../etc"))
+    with pytest.raises(UserFacingError, match="strip time step must be a whole number from 0 to 0"):
+        redraw_strip(key, 5)
+
+
+def mask_head_report(status: str) -> SimpleNamespace:
+    """A stand-in load report whose spatial mask head tensors have `status` (the rest loaded)."""
+    return SimpleNamespace(tensors=[{"key": "aggregator.patch_embed.proj.weight", "status": "checkpoint"},
+                                    {"key": "aggregator.spatial_mask_head.1.weight", "status": status}])
+
+
+def test_the_status_says_the_dynamic_score_is_noise_while_the_mask_head_is_random(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path)
+    *_, status, _ = run(served, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto",
+                        DisplayChoices(point_budget=2000), "noise", 64)
+    assert served.report is None and reconstruct_tab.RANDOM_MASK_NOTE in status
+    assert reconstruct_tab.mask_head_is_random(SimpleNamespace(report=mask_head_report("random")))
+    assert not reconstruct_tab.mask_head_is_random(SimpleNamespace(report=mask_head_report("checkpoint")))
 
 
 def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_hides_ground_truth(
@@ -199,8 +250,8 @@ def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_h
     assert status.startswith("**1 time step x 1 camera** at ") and "attention single (auto)" in status
     assert [caption for _, caption in strip] == ["camera 0: solo.mp4"]
     assert downloads[0].endswith(".zip")
-    time_step, ground_truth = reconstruct_tab.display_control_updates(key)
-    assert time_step["maximum"] == 0 and ground_truth["visible"] is False
+    strip_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    assert strip_step["interactive"] is False and ground_truth["visible"] is False
 
 
 def test_uploads_win_over_a_chosen_example_and_the_plan_and_status_say_so(served, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.predictions import fake_predictions
 from vggt_mv.viz.colmap import rotation_to_quaternion, write_colmap_models
+from vggt_mv.viz.points import NO_FILTERS, PointFilters
 
 CAMERA_MODEL_PARAMS = {0: 3, 1: 4, 2: 4, 3: 5, 4: 8}
 
@@ -95,7 +96,7 @@ def test_quaternions_round_trip_rotations(yaw, pitch):
 
 def test_each_time_step_is_a_colmap_model_with_the_predicted_cameras_and_valid_points(tmp_path):
     predictions = consistent_predictions(steps=2, cameras=2, padded_rows=3)
-    folders = write_colmap_models(tmp_path / "colmap", predictions, conf_percentile=0, point_budget=10 ** 6)
+    folders = write_colmap_models(tmp_path / "colmap", predictions, NO_FILTERS, point_budget=10 ** 6)
     assert [f.name for f in folders] == ["t000", "t001"]
     height, width = predictions["valid_mask"].shape[2:]
     for t, folder in enumerate(folders):
@@ -122,7 +123,8 @@ def test_each_time_step_is_a_colmap_model_with_the_predicted_cameras_and_valid_p
 
 def test_confidence_percentile_and_budget_limit_the_points(tmp_path):
     predictions = consistent_predictions(steps=2, cameras=2)
-    folders = write_colmap_models(tmp_path / "colmap", predictions, conf_percentile=50, point_budget=600)
+    folders = write_colmap_models(tmp_path / "colmap", predictions, PointFilters(conf_percentile=50),
+                                  point_budget=600)
     for folder in folders:
         points = read_points(folder / "points3D.bin")
         assert len(points) == 300

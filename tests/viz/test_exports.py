@@ -9,6 +9,7 @@ import trimesh
 
 from tests.support.predictions import fake_predictions
 from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
+from vggt_mv.viz.points import NO_FILTERS
 from vggt_mv.viz.previews import PADDING_COLORS, camera_rows
 
 
@@ -20,7 +21,7 @@ def test_glb_holds_points_and_one_frustum_per_camera_per_time(tmp_path):
 
 
 def test_ply_per_time_step(tmp_path):
-    paths = write_ply_per_time(tmp_path, fake_predictions(steps=3), conf_percentile=0)
+    paths = write_ply_per_time(tmp_path, fake_predictions(steps=3), NO_FILTERS)
     assert [p.name for p in paths] == ["points_t000.ply", "points_t001.ply", "points_t002.ply"]
     cloud = trimesh.load(paths[1])
     assert cloud.vertices.shape == (3 * 28 * 42, 3) and cloud.colors.shape[0] == 3 * 28 * 42
@@ -35,9 +36,9 @@ def test_npz_and_cameras_json_keep_the_time_camera_grid(tmp_path):
     assert np.allclose(cameras["frames"][4]["extrinsic"], predictions["extrinsic"][1, 1], atol=1e-5)
 
 
-def test_camera_rows_are_one_per_camera_with_columns_input_depth_confidence():
+def test_camera_rows_are_one_per_camera_with_columns_input_depth_confidence_dynamic():
     rows = camera_rows(fake_predictions(cameras=3), time_step=1)
-    assert len(rows) == 3 and all(row.shape == (28, 3 * 42, 3) and row.dtype == np.uint8 for row in rows)
+    assert len(rows) == 3 and all(row.shape == (28, 4 * 42, 3) and row.dtype == np.uint8 for row in rows)
 
 
 def strict_json(text: str):
@@ -73,7 +74,7 @@ def test_zip_holds_every_download_with_its_folders(tmp_path):
 
 def test_padding_never_becomes_a_point_in_any_download(tmp_path):
     predictions = fake_predictions(steps=1, cameras=2, padded_rows=5)
-    cloud = trimesh.load(write_ply_per_time(tmp_path, predictions, conf_percentile=0)[0])
+    cloud = trimesh.load(write_ply_per_time(tmp_path, predictions, NO_FILTERS)[0])
     assert len(cloud.vertices) == predictions["valid_mask"].sum()
 
 

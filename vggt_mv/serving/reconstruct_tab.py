@@ -18,16 +18,20 @@ from vggt_mv.io.video import VideoError, shown_name
 from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes,
                               cached_reconstruction, counted, plan_run, run_stages)
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
-from vggt_mv.viz.previews import camera_rows
+from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
+from vggt_mv.viz.points import COLOR_MODES
+from vggt_mv.viz.previews import STRIP_PANELS, camera_rows
 from vggt_mv.viz.scene import SceneOptions, build_scene
 
 SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
-ALL_TIME_STEPS = -1
+MASK_HEAD_PREFIX = "aggregator.spatial_mask_head."
+RANDOM_MASK_NOTE = ("The spatial mask head's weights are random: the 'dynamic' colour, the dynamic filter and the "
+                    "strip's dynamic panel show noise, not the model's motion segmentation.")
 MAX_CAMERAS = 8
 MAX_OFFSET_SECONDS = 86_400.0
 MAX_POINT_BUDGET = 2_000_000
 MODES = ("auto", "multi", "global")
-COLOURS = ("rgb", "camera", "time", "confidence")
+COLOURS = COLOR_MODES
 # Containers PyAV (FFmpeg) decodes that phones, cameras and editors write; the upload filter accepts exactly these.
 VIDEO_FILE_TYPES = [".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".3gp", ".ogv", ".wmv", ".flv", ".gif", ".y4m"]
@@ -42,21 +46,33 @@ class UserFacingError(ValueError):
 
 @dataclass
 class DisplayChoices:
-    """The display controls, as the widgets deliver them."""
+    """The display controls, as the widgets deliver them (any of them may be hostile: see scene_options)."""
 
     color_by: str = "rgb"
     conf_percentile: float = 25.0
     conf_threshold: float = 0.0
     point_budget: int = 200_000
-    time_step: int = ALL_TIME_STEPS
+    player_mode: str = "step"
+    depth_edges: bool = True
+    max_dynamic: float = 1.0
     show_ground_truth: bool = True
 
-    def scene_options(self, num_steps: int) -> SceneOptions:
-        """SceneOptions, clamping the time slider to the run's time steps."""
-        step = None if self.time_step is None or int(self.time_step) < 0 else min(int(self.time_step), num_steps - 1)
-        return SceneOptions(color_by=self.color_by, conf_percentile=float(self.conf_percentile),
-                            conf_threshold=float(self.conf_threshold), point_budget=int(self.point_budget),
-                            time_step=step, show_ground_truth=bool(self.show_ground_truth))
+    def scene_options(self) -> SceneOptions:
+        """Checked SceneOptions: each field out of range gets one message naming it."""
+        if self.color_by not in COLOURS:
+            raise UserFacingError(f"colour must be one of {', '.join(COLOURS)}, got {_shortened(self.color_by)}")
+        if self.player_mode not in PLAYER_MODES:
+            raise UserFacingError(f"player mode must be one of {', '.join(PLAYER_MODES)}, got "
+                                  f"{_shortened(self.player_mode)}")
+        if not isinstance(self.depth_edges, bool) or not isinstance(self.show_ground_truth, bool):
+            raise UserFacingError("the depth-edge and ground-truth toggles must be true or false")
+        return SceneOptions(color_by=self.color_by,
+                            conf_percentile=number_in_range(self.conf_percentile, "confidence percentile", 0.0, 100.0),
+                            conf_threshold=number_in_range(self.conf_threshold, "min confidence", 0.0, 1e12),
+                            point_budget=whole_number(self.point_budget, "point budget", 1, MAX_POINT_BUDGET),
+                            player_mode=self.player_mode, depth_edges=self.depth_edges,
+                            max_dynamic=number_in_range(self.max_dynamic, "dynamic score limit", 0.0, 1.0),
+                            show_ground_truth=self.show_ground_truth)
 
 
 def example_names() -> list[str]:
@@ -254,6 +270,7 @@ def run(served, files, example_name, frames_per_camera, window_start, window_end
 def run_progressively(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
                       display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None):
     """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads."""
+    options = display.scene_options()
     videos, example = resolve_videos(files, example_name)
     settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
                                       window=(float(window_start), float(window_end)),
@@ -261,20 +278,22 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
                                       max_total_frames=max_total_frames)
     updates = run_stages(served, videos, settings, lambda result: session_folder(session_hash) / result.key,
                          render=lambda result: render(result, display), example=example, progress=progress,
-                         options=display.scene_options(int(frames_per_camera)))
+                         options=options)
     try:
         first = next(updates)
         figure, strip = first.view
         key = first.result.key
         ignored = ignored_example(files, example_name)
-        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True, ignored=ignored), key
+        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True, ignored=ignored,
+                                             display=display), key
         final = next(updates)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
     outputs = final.outputs
     downloads = [str(outputs["zip"]), str(outputs["glb"]), str(outputs["npz"]), str(outputs["cameras"])]
     downloads += [str(path) for path in outputs["ply"]]
-    yield figure, strip, downloads, status_text(served, final.result, final.stages, ignored=ignored), key
+    yield figure, strip, downloads, status_text(served, final.result, final.stages, ignored=ignored,
+                                                display=display), key
 
 
 def upload_preview_update(files) -> dict:
@@ -283,45 +302,78 @@ def upload_preview_update(files) -> dict:
     return gr.update(value=previews or None, visible=bool(previews))
 
 
-def render(result: Reconstruction, display: DisplayChoices):
-    """Figure and per-camera strip (one captioned image per camera) for the display choices (no model run)."""
-    steps = result.clip.grid[0]
-    options = display.scene_options(steps)
-    figure = build_scene(result.predictions, options)
-    return figure, camera_gallery(result, options.time_step or 0)
+def render(result: Reconstruction, display: DisplayChoices, strip_step: int = 0):
+    """Figure (with its player) and the per-camera strip at `strip_step`, for the display choices (no model run)."""
+    return scene_figure(result, display), camera_gallery(result, strip_step)
+
+
+def scene_figure(result: Reconstruction, display: DisplayChoices):
+    """The 3D scene as gr.Plot needs it: its player's frames carried in the layout (see vggt_mv.viz.player)."""
+    return move_frames_into_layout(build_scene(result.predictions, display.scene_options()))
 
 
 def camera_gallery(result: Reconstruction, time_step: int) -> list[tuple[np.ndarray, str]]:
-    """[input | depth | confidence] per camera, captioned 'camera n: file name' so no one guesses which is which."""
+    """[input | depth | confidence | dynamic] per camera at one time step, captioned 'camera n: file name' so no
+    one guesses which is which."""
     rows = camera_rows(result.predictions, time_step)
     return [(row, f"camera {index}: {shown_name(info.path)}")
             for index, (row, info) in enumerate(zip(rows, result.clip.infos))]
 
 
-def redraw(key: str | None, display: DisplayChoices):
-    """Display controls changed: rebuild from the session's cached predictions; before any run, change nothing."""
+def cached_result(key: str | None) -> Reconstruction | None:
+    """The session's cached run, None before any run; a key that left the cache gets one message."""
     if key is None:
-        return gr.skip(), gr.skip()
+        return None
     result = cached_reconstruction(key)
     if result is None:
         raise UserFacingError("run a reconstruction first (or again: its results left the cache)")
-    return render(result, display)
+    return result
+
+
+def redraw(key: str | None, display: DisplayChoices):
+    """Display controls changed: rebuild the scene from the session's cached predictions; before any run, change
+    nothing."""
+    result = cached_result(key)
+    return gr.skip() if result is None else scene_figure(result, display)
+
+
+def redraw_strip(key: str | None, strip_step) -> object:
+    """The strip's time step changed: only the strip is drawn again (the 3D player needs no server call)."""
+    result = cached_result(key)
+    if result is None:
+        return gr.skip()
+    last = result.clip.grid[0] - 1
+    return camera_gallery(result, whole_number(strip_step, "strip time step", 0, last))
+
+
+def strip_heading() -> str:
+    """The line above the strip: which panels it shows, left to right."""
+    return f"**Per camera** at the strip's time step: {' | '.join(STRIP_PANELS)}"
 
 
 def display_control_updates(key: str | None) -> tuple:
-    """After a run: the time slider spans exactly 0..T-1 (reset to all), the ground-truth toggle only with ground
-    truth."""
+    """After a run: the strip's time step spans exactly 0..T-1 (reset to 0), the ground-truth toggle only with
+    ground truth."""
     result = cached_reconstruction(key) if key is not None else None
     if result is None:
         return gr.skip(), gr.skip()
     last = result.clip.grid[0] - 1
-    time_step = gr.update(minimum=ALL_TIME_STEPS, maximum=max(last, 0), value=ALL_TIME_STEPS,
-                          label=f"Time step (-1 = all, 0..{last})", interactive=last > 0)
-    return time_step, gr.update(visible="gt_extrinsic" in result.predictions)
+    strip_step = gr.update(minimum=0, maximum=max(last, 1), value=0, label=f"Strip time step (0..{last})",
+                           interactive=last > 0)
+    return strip_step, gr.update(visible="gt_extrinsic" in result.predictions)
+
+
+def mask_head_is_random(served) -> bool:
+    """Whether the spatial mask head (the dynamic score) kept its random init: then its score is noise."""
+    report = getattr(served, "report", None)
+    if report is None:
+        return True
+    return any(record["status"] == "random" for record in report.tensors
+               if record["key"].startswith(MASK_HEAD_PREFIX))
 
 
 def status_text(served, result: Reconstruction, stages: StageTimes | None = None, writing: bool = False,
-                ignored: str | None = None) -> str:
+                ignored: str | None = None, display: DisplayChoices | None = None) -> str:
     """Markdown: grid, sizes and attention mode, every stage's time (adding up to the wall time), notes."""
     steps, cameras = result.clip.grid
     height, width = result.clip.images.shape[-2:]
@@ -344,4 +396,8 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
     lines += [f"- {note}" for note in result.notes]
     if "gt_extrinsic" in result.predictions:
         lines.append("- Ground-truth cameras (dashed grey) are aligned to camera 0 at the first time step.")
+    if mask_head_is_random(served):
+        lines.append(f"- {RANDOM_MASK_NOTE}")
+    if display is not None and not display.depth_edges:
+        lines.append("- Depth-edge points are kept (the filter is off) in the scene and the downloads.")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ colmap/t000/ holds cameras.bin, images.bin and points3D.bin for time step 0, and
 - images: one per camera (IMAGE_ID n+1 with CAMERA_ID n+1, NAME camera{n}_t{t}.png), QW QX QY QZ and TX TY TZ of
   the world-to-camera transform (VGGT's extrinsic: OpenCV axes, as COLMAP's), and as POINTS2D the pixel centres
   (COLMAP's convention: the image's top-left corner is 0,0) that produced a point, with that point's id.
-- points3D: points of real (not padding), confident pixels; RGB of the input; ERROR the distance in pixels
-  between the pixel and the point projected into its own camera; TRACK that one (IMAGE_ID, POINT2D_IDX).
+- points3D: points of real (not padding), confident pixels off depth edges (the scene's filters); RGB of the input;
+  ERROR the distance in pixels between the pixel and the point projected into its own camera; TRACK that one
+  (IMAGE_ID, POINT2D_IDX).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_mv.viz.points import select_points
+from vggt_mv.viz.points import PointFilters, select_points
 
 PINHOLE_MODEL_ID = 1
 COLMAP_POINT_BUDGET = 1_000_000  # over all time steps
@@ -84,14 +85,14 @@ def write_points3d_bin(path: Path, records: np.ndarray) -> None:
         file.write(records.tobytes())
 
 
-def write_colmap_model(folder: Path, predictions: dict[str, np.ndarray], time_step: int,
-                       conf_percentile: float, point_budget: int) -> Path:
+def write_colmap_model(folder: Path, predictions: dict[str, np.ndarray], time_step: int, filters: PointFilters,
+                       point_budget: int) -> Path:
     """One time step's cameras, images and points as a COLMAP binary model in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     height, width = predictions["images"].shape[-2:]
     extrinsics = predictions["extrinsic"][time_step]
     intrinsics = predictions["intrinsic"][time_step]
-    selection = select_points(predictions, [time_step], conf_percentile, 0.0, point_budget, seed=time_step)
+    selection = select_points(predictions, [time_step], filters, point_budget, seed=time_step)
     order = np.argsort(selection.camera_index, kind="stable")
     camera = selection.camera_index[order]
     rows, cols = np.divmod(selection.pixel_index[order], width)
@@ -120,10 +121,10 @@ def write_colmap_model(folder: Path, predictions: dict[str, np.ndarray], time_st
     return folder
 
 
-def write_colmap_models(folder: Path, predictions: dict[str, np.ndarray], conf_percentile: float = 25.0,
+def write_colmap_models(folder: Path, predictions: dict[str, np.ndarray], filters: PointFilters = PointFilters(),
                         point_budget: int = COLMAP_POINT_BUDGET) -> list[Path]:
     """colmap/t000, colmap/t001, ...: a COLMAP sparse model per time step, the point budget shared out."""
     steps = predictions["world_points"].shape[0]
     per_step = max(1, point_budget // steps)
-    return [write_colmap_model(folder / f"t{time_step:03d}", predictions, time_step, conf_percentile, per_step)
+    return [write_colmap_model(folder / f"t{time_step:03d}", predictions, time_step, filters, per_step)
             for time_step in range(steps)]

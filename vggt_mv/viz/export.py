@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 
 from vggt_mv.viz.cameras import camera_centers, default_frustum_depth, frustum_corners
-from vggt_mv.viz.points import CAMERA_PALETTE, select_points
+from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, select_points
 
 EXPORT_POINT_BUDGET = 1_000_000
 NPZ_KEYS = ("images", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask",
@@ -40,11 +40,11 @@ def frustum_mesh(extrinsic: np.ndarray, intrinsic: np.ndarray, image_size_hw, de
                            vertex_colors=np.tile(rgba, (len(vertices), 1)), process=False)
 
 
-def write_glb(path: Path, predictions: dict[str, np.ndarray], conf_percentile: float = 25.0,
+def write_glb(path: Path, predictions: dict[str, np.ndarray], filters: PointFilters = PointFilters(),
               point_budget: int = EXPORT_POINT_BUDGET) -> Path:
-    """Points coloured by RGB plus one frustum per camera per time step, in the OpenCV world frame."""
+    """Points (the scene's filters) coloured by RGB plus one frustum per camera per time step, OpenCV world frame."""
     steps, cameras = predictions["world_points"].shape[:2]
-    selection = select_points(predictions, list(range(steps)), conf_percentile, 0.0, point_budget)
+    selection = select_points(predictions, list(range(steps)), filters, point_budget)
     scene = trimesh.Scene()
     colors = np.hstack([np.clip(selection.rgb * 255, 0, 255), np.full((len(selection.rgb), 1), 255)]).astype(np.uint8)
     scene.add_geometry(trimesh.PointCloud(selection.xyz, colors=colors), geom_name="points")
@@ -59,13 +59,13 @@ def write_glb(path: Path, predictions: dict[str, np.ndarray], conf_percentile: f
     return path
 
 
-def write_ply_per_time(folder: Path, predictions: dict[str, np.ndarray], conf_percentile: float = 25.0,
+def write_ply_per_time(folder: Path, predictions: dict[str, np.ndarray], filters: PointFilters = PointFilters(),
                        point_budget: int = EXPORT_POINT_BUDGET) -> list[Path]:
-    """points_t000.ply ...: every camera's points at each time step, coloured by RGB."""
+    """points_t000.ply ...: every camera's points (the scene's filters) at each time step, coloured by RGB."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for time_step in range(predictions["world_points"].shape[0]):
-        selection = select_points(predictions, [time_step], conf_percentile, 0.0, point_budget)
+        selection = select_points(predictions, [time_step], filters, point_budget)
         colors = (np.clip(selection.rgb, 0, 1) * 255).astype(np.uint8)
         path = folder / f"points_t{time_step:03d}.ply"
         trimesh.PointCloud(selection.xyz, colors=colors).export(str(path), file_type="ply")

@@ -1,4 +1,5 @@
-"""Which predicted points to show: confidence filters, the point budget, and their colours."""
+"""Which predicted points to show (padding, depth edges, dynamic score and confidence filters, the point budget)
+and their colours."""
 
 from __future__ import annotations
 
@@ -6,14 +7,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLOR_MODES = ("rgb", "camera", "time", "confidence")
+from vggt_mv.viz.depth_edges import DEFAULT_EDGE_THRESHOLD, camera_depth, depth_edge_mask
+
+COLOR_MODES = ("rgb", "camera", "time", "confidence", "dynamic")
 RGB_LEVELS = 16
+# Static (blue) -> unsure (grey) -> moving (red): the spatial mask head's score in [0, 1].
+DYNAMIC_COLORSCALE = [[0.0, "#3b4cc0"], [0.5, "#dddddd"], [1.0, "#b40426"]]
 CAMERA_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+@dataclass(frozen=True)
+class PointFilters:
+    """Which predicted pixels count as points: one set of rules for the scene, GLB, PLY and COLMAP alike."""
+
+    conf_percentile: float = 25.0
+    conf_threshold: float = 0.0
+    depth_edges: bool = True
+    edge_threshold: float = DEFAULT_EDGE_THRESHOLD
+    max_dynamic: float = 1.0  # hide points whose dynamic score is above this (1 keeps them all)
+
+
+NO_FILTERS = PointFilters(conf_percentile=0.0, depth_edges=False)
 
 
 @dataclass
 class PointSelection:
-    """Points kept for display, with what each point is."""
+    """Points kept for display, with what each point is, and how many each filter removed."""
 
     xyz: np.ndarray
     rgb: np.ndarray
@@ -22,6 +41,18 @@ class PointSelection:
     camera_index: np.ndarray
     total_before_budget: int
     pixel_index: np.ndarray | None = None
+    dynamic: np.ndarray | None = None
+    removed_as_edges: int = 0
+    removed_as_dynamic: int = 0
+
+    def at_step(self, time_step: int) -> "PointSelection":
+        """The points of one time step (counts stay those of the whole selection)."""
+        members = self.time_index == time_step
+        pick = (lambda values: None if values is None else values[members])
+        return PointSelection(self.xyz[members], self.rgb[members], self.confidence[members],
+                              self.time_index[members], self.camera_index[members], self.total_before_budget,
+                              pick(self.pixel_index), pick(self.dynamic), self.removed_as_edges,
+                              self.removed_as_dynamic)
 
 
 def weighted_sample_without_replacement(weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,33 +63,95 @@ def weighted_sample_without_replacement(weights: np.ndarray, count: int, rng: np
     return np.argpartition(keys, -count)[-count:]
 
 
-def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], conf_percentile: float = 0.0,
-                  conf_threshold: float = 0.0, point_budget: int = 200_000, seed: int = 0,
-                  source: str = "world_points") -> PointSelection:
-    """Drop padding and non-finite points, filter by confidence (percentile over what is left, then absolute),
-    then meet the budget by sampling."""
-    points = predictions[source][time_steps]
-    confidence = predictions[f"{source}_conf" if source == "world_points" else "depth_conf"][time_steps]
-    images = predictions["images"][time_steps]
+def patch_of_pixels(height: int, width: int, grid_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel row and column, the patch row and column holding it (nearest: a patch covers its pixels)."""
+    return np.arange(height) * grid_hw[0] // height, np.arange(width) * grid_hw[1] // width
+
+
+def pixel_dynamic_scores(predictions: dict[str, np.ndarray], time_steps: list[int]) -> np.ndarray:
+    """The per-patch dynamic mask [S, N, h, w] spread to pixels [S, N, H, W]; zeros when there is no mask."""
+    height, width = predictions["images"].shape[-2:]
+    if "dynamic_mask" not in predictions:
+        return np.zeros(predictions["images"][time_steps].shape[:2] + (height, width), dtype=np.float32)
+    mask = np.asarray(predictions["dynamic_mask"][time_steps], dtype=np.float32)
+    rows, cols = patch_of_pixels(height, width, mask.shape[-2:])
+    return mask[..., rows[:, None], cols[None, :]]
+
+
+def point_dynamic_scores(predictions: dict[str, np.ndarray], time_index: np.ndarray, camera_index: np.ndarray,
+                         pixel_index: np.ndarray) -> np.ndarray:
+    """The dynamic score of individual points (by time step, camera and flat pixel index), as pixel_dynamic_scores
+    gives it, without spreading the whole mask."""
+    height, width = predictions["images"].shape[-2:]
+    if "dynamic_mask" not in predictions:
+        return np.zeros(len(time_index), dtype=np.float32)
+    mask = np.asarray(predictions["dynamic_mask"])
+    rows, cols = patch_of_pixels(height, width, mask.shape[-2:])
+    return mask[time_index, camera_index, rows[pixel_index // width], cols[pixel_index % width]].astype(np.float32)
+
+
+def _of_steps(array: np.ndarray, time_steps: list[int]) -> np.ndarray:
+    """array[time_steps], as a view (no copy) when the steps are consecutive, as they are for the whole scene."""
+    if len(time_steps) and list(time_steps) == list(range(time_steps[0], time_steps[0] + len(time_steps))):
+        return array[time_steps[0]:time_steps[0] + len(time_steps)]
+    return array[list(time_steps)]
+
+
+def _sample_within_budget(kept: np.ndarray, weights: np.ndarray, pixels_per_step: int, num_steps: int,
+                          point_budget: int, split_budget: bool, rng: np.random.Generator) -> np.ndarray:
+    """Indices (into the sorted flat indices `kept`) meeting the budget: over everything, or `budget // steps`
+    within each time step (a step's pixels are one contiguous block of flat indices)."""
+    if not split_budget:
+        return weighted_sample_without_replacement(weights, point_budget, rng)
+    quota = max(1, point_budget // max(num_steps, 1))
+    bounds = np.searchsorted(kept, np.arange(num_steps + 1) * pixels_per_step)
+    chosen = [start + weighted_sample_without_replacement(weights[start:stop], quota, rng)
+              for start, stop in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], filters: PointFilters = NO_FILTERS,
+                  point_budget: int = 200_000, seed: int = 0, split_budget: bool = False) -> PointSelection:
+    """Drop padding and non-finite points, depth-edge (flying) and too-dynamic points, filter by confidence
+    (percentile over what is left, then absolute), then meet the budget by confidence-weighted sampling (with
+    `split_budget`, an equal share per time step, so every step of the player is equally dense)."""
+    points = _of_steps(predictions["world_points"], time_steps)
+    confidence = _of_steps(predictions["world_points_conf"], time_steps)
     steps, cameras, height, width = confidence.shape
-    time_index = np.broadcast_to(np.array(time_steps)[:, None, None, None], confidence.shape).reshape(-1)
-    camera_index = np.broadcast_to(np.arange(cameras)[None, :, None, None], confidence.shape).reshape(-1)
-    pixel_index = np.broadcast_to(np.arange(height * width).reshape(height, width), confidence.shape).reshape(-1)
     xyz = points.reshape(-1, 3)
     conf = confidence.reshape(-1)
-    rgb = np.moveaxis(images, 2, -1).reshape(-1, 3)
-    keep = np.isfinite(xyz).all(axis=1) & np.isfinite(conf)
-    if "valid_mask" in predictions:
-        keep &= predictions["valid_mask"][time_steps].reshape(-1)
-    if conf_percentile > 0 and keep.any():
-        keep &= conf >= np.percentile(conf[keep], conf_percentile)
-    if conf_threshold > 0:
-        keep &= conf >= conf_threshold
+    valid = _of_steps(predictions["valid_mask"], time_steps) if "valid_mask" in predictions else None
+    keep = np.isfinite(conf)
+    keep &= np.isfinite(points).all(axis=-1).reshape(-1)
+    if valid is not None:
+        keep &= valid.reshape(-1)
+    removed_as_edges = removed_as_dynamic = 0
+    if filters.depth_edges:
+        edges = depth_edge_mask(camera_depth(points, _of_steps(predictions["extrinsic"], time_steps)),
+                                filters.edge_threshold, valid).reshape(-1)
+        removed_as_edges = int(np.count_nonzero(keep & edges))
+        keep &= ~edges
+    if filters.max_dynamic < 1.0:
+        too_dynamic = ~(pixel_dynamic_scores(predictions, time_steps).reshape(-1) <= filters.max_dynamic)
+        removed_as_dynamic = int(np.count_nonzero(keep & too_dynamic))
+        keep &= ~too_dynamic
+    if filters.conf_percentile > 0 and keep.any():
+        keep &= conf >= np.percentile(conf[keep], filters.conf_percentile)
+    if filters.conf_threshold > 0:
+        keep &= conf >= filters.conf_threshold
     kept = np.flatnonzero(keep)
-    total = len(kept)
-    chosen = kept[weighted_sample_without_replacement(conf[kept], point_budget, np.random.default_rng(seed))]
-    return PointSelection(xyz[chosen].astype(np.float32), rgb[chosen].astype(np.float32), conf[chosen],
-                          time_index[chosen], camera_index[chosen], total, pixel_index[chosen])
+    chosen = kept[_sample_within_budget(kept, conf[kept], cameras * height * width, steps, point_budget,
+                                        split_budget, np.random.default_rng(seed))]
+    chosen.sort()
+    block, pixel_index = np.divmod(chosen, height * width)
+    step_position, camera_index = np.divmod(block, cameras)
+    time_index = np.asarray(time_steps, dtype=np.int64)[step_position]
+    rows, cols = np.divmod(pixel_index, width)
+    rgb = predictions["images"][time_index, camera_index, :, rows, cols]
+    return PointSelection(xyz[chosen].astype(np.float32), rgb.astype(np.float32), conf[chosen], time_index,
+                          camera_index, len(kept), pixel_index,
+                          point_dynamic_scores(predictions, time_index, camera_index, pixel_index),
+                          removed_as_edges, removed_as_dynamic)
 
 
 def hex_colors(rgb: np.ndarray) -> list[str]:
@@ -97,5 +190,10 @@ def point_colors(selection: PointSelection, mode: str, num_time_steps: int) -> d
     if mode == "time":
         return {"color": selection.time_index.astype(np.float32), "colorscale": "Viridis", "cmin": 0,
                 "cmax": max(num_time_steps - 1, 1), "colorbar": {"title": {"text": "time step"}, "thickness": 12}}
-    return {"color": np.log(np.maximum(selection.confidence, 1e-6)).astype(np.float32), "colorscale": "Inferno",
+    if mode == "dynamic":
+        return {"color": selection.dynamic.astype(np.float32), "colorscale": DYNAMIC_COLORSCALE, "cmin": 0, "cmax": 1,
+                "colorbar": {"title": {"text": "dynamic score"}, "thickness": 12}}
+    log_confidence = np.log(np.maximum(selection.confidence, 1e-6)).astype(np.float32)
+    low, high = (float(log_confidence.min()), float(log_confidence.max())) if len(log_confidence) else (0.0, 1.0)
+    return {"color": log_confidence, "colorscale": "Inferno", "cmin": low, "cmax": max(high, low + 1e-6),
             "colorbar": {"title": {"text": "log confidence"}, "thickness": 12}}

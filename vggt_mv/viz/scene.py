@@ -1,33 +1,61 @@
-"""The Plotly 3D scene: predicted points, one frustum trace and one trajectory per camera, optional ground truth."""
+"""The Plotly 3D scene with its time player: points of every time step (one trace per step), one frustum per camera
+that moves along that camera's trajectory, optional ground truth, and one animation frame per time step.
+
+Everything that changes with the time step is an AnimatedLayer: its traces as drawn at step 0, and what each
+frame replaces in them. The points' arrays are sent once (frames only switch steps on and off), so the payload is
+the same in every player mode. A new layer (tracks, say) is one more entry in `animated_layers`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import plotly.graph_objects as go
 
 from vggt_mv.viz.cameras import (align_ground_truth, camera_centers, default_frustum_depth, frustum_corners,
                                  to_display)
-from vggt_mv.viz.points import CAMERA_PALETTE, point_colors, select_points
+from vggt_mv.viz.depth_edges import DEFAULT_EDGE_THRESHOLD
+from vggt_mv.viz.player import (PLAYER_MARGIN_PX, PLAYER_MODE_LABELS, PLAYER_MODES, frame_name, player_controls,
+                                visible_steps)
+from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, PointSelection, point_colors, select_points
 
 DEFAULT_POINT_BUDGET = 200_000
+SCENE_HEIGHT_PX = 640  # gr.Plot's own default leaves the 3D view too small once the player sits below it
 
 
 @dataclass
 class SceneOptions:
-    """Display choices; changing them never re-runs the model."""
+    """Display choices; changing them never re-runs the model. The point filters apply to the exports too."""
 
     color_by: str = "rgb"
     conf_percentile: float = 25.0
     conf_threshold: float = 0.0
     point_budget: int = DEFAULT_POINT_BUDGET
-    time_step: int | None = None
+    player_mode: str = "step"
+    depth_edges: bool = True
+    max_dynamic: float = 1.0
     show_cameras: bool = True
     show_trajectories: bool = True
     show_ground_truth: bool = True
     point_size: float = 1.5
     seed: int = 0
+
+    def point_filters(self) -> PointFilters:
+        """The filters deciding which pixels are points, shared by the scene and the downloads."""
+        return PointFilters(conf_percentile=self.conf_percentile, conf_threshold=self.conf_threshold,
+                            depth_edges=self.depth_edges, edge_threshold=DEFAULT_EDGE_THRESHOLD,
+                            max_dynamic=self.max_dynamic)
+
+
+@dataclass
+class AnimatedLayer:
+    """Traces that follow the player: `initial` as drawn at step 0, `at_step(t)` one update per initial trace (same
+    order) holding only what changes at step t."""
+
+    initial: list[go.Scatter3d]
+    at_step: Callable[[int], list[go.Scatter3d]]
 
 
 def _frustum_lines(extrinsics: np.ndarray, intrinsics: np.ndarray, image_size_hw, depth: float) -> np.ndarray:
@@ -42,12 +70,18 @@ def _frustum_lines(extrinsics: np.ndarray, intrinsics: np.ndarray, image_size_hw
     return to_display(np.vstack(segments)).astype(np.float32)
 
 
+def _line_coordinates(xyz: np.ndarray) -> dict[str, list]:
+    """x, y, z as short JSON lists (None for a gap): frames carry them as plain lists, never typed arrays."""
+    rounded = np.round(xyz.astype(np.float64), 5)
+    return {axis: [None if not np.isfinite(v) else float(v) for v in rounded[:, index]]
+            for index, axis in enumerate("xyz")}
+
+
 def _line_trace(xyz: np.ndarray, name: str, color: str, group: str, dash: str = "solid", width: float = 3,
                 show_legend: bool = True) -> go.Scatter3d:
     """A 3D polyline trace."""
-    return go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="lines", name=name, legendgroup=group,
-                        showlegend=show_legend, line={"color": color, "width": width, "dash": dash},
-                        hoverinfo="name")
+    return go.Scatter3d(**_line_coordinates(xyz), mode="lines", name=name, legendgroup=group, showlegend=show_legend,
+                        line={"color": color, "width": width, "dash": dash}, hoverinfo="name")
 
 
 def highest_confidence(predictions: dict[str, np.ndarray], time_steps: list[int]) -> float | None:
@@ -69,54 +103,151 @@ def empty_scene_message(options: SceneOptions, highest: float | None) -> str:
     return "No point passes the filters: lower 'Drop lowest confidence (%)' or 'Min confidence'."
 
 
-def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None = None) -> go.Figure:
-    """Figure from numpy predictions with a [T, N] prefix (see vggt_mv.inference.predict)."""
-    options = options or SceneOptions()
-    num_steps, num_cameras = predictions["world_points"].shape[:2]
-    if options.time_step is not None and not 0 <= options.time_step < num_steps:
-        raise ValueError(f"time step {options.time_step} outside 0..{num_steps - 1}")
-    shown_steps = list(range(num_steps)) if options.time_step is None else [options.time_step]
-    selection = select_points(predictions, shown_steps, options.conf_percentile, options.conf_threshold,
-                              options.point_budget, options.seed)
+def points_counter(selection: PointSelection, num_steps: int) -> str:
+    """'200,000 of 1,234,567 points (25,000 per step); 12,345 depth-edge points removed': what the filters did."""
+    shown = len(selection.xyz)
+    text = f"{shown:,} of {selection.total_before_budget:,} points"
+    if num_steps > 1:
+        text += f" ({shown // num_steps:,} per step)"
+    removed = []
+    if selection.removed_as_edges:
+        removed.append(f"{selection.removed_as_edges:,} depth-edge points removed")
+    if selection.removed_as_dynamic:
+        removed.append(f"{selection.removed_as_dynamic:,} dynamic points hidden")
+    return "; ".join([text] + removed)
+
+
+def points_layer(selection: PointSelection, colours: dict, options: SceneOptions, num_steps: int) -> AnimatedLayer:
+    """One points trace per time step, coloured from `colours` (point_colors over all steps, so every step shares
+    one scale); a frame only switches steps on and off as the player mode says."""
+    colors = colours["color"]
     display_points = to_display(selection.xyz)
-    figure = go.Figure()
-    figure.add_trace(go.Scatter3d(
-        x=display_points[:, 0], y=display_points[:, 1], z=display_points[:, 2], mode="markers",
-        name=f"points ({len(display_points):,} of {selection.total_before_budget:,})", hoverinfo="skip",
-        marker={"size": options.point_size, **point_colors(selection, options.color_by, num_steps)}))
-    height, width = predictions["images"].shape[-2:]
-    extrinsics, intrinsics = predictions["extrinsic"], predictions["intrinsic"]
-    centers = camera_centers(extrinsics)
-    depth = default_frustum_depth(centers, selection.xyz)
-    for camera in range(num_cameras):
-        color = CAMERA_PALETTE[camera % len(CAMERA_PALETTE)]
-        group = f"camera {camera}"
-        if options.show_cameras:
-            lines = _frustum_lines(extrinsics[shown_steps, camera], intrinsics[shown_steps, camera], (height, width),
-                                   depth)
-            figure.add_trace(_line_trace(lines, f"camera {camera}", color, group, width=2))
-        if options.show_trajectories:
-            figure.add_trace(_line_trace(to_display(centers[:, camera]), f"camera {camera} trajectory", color, group,
-                                         width=5, show_legend=not options.show_cameras))
+    traces = []
+    for step in range(num_steps):
+        members = selection.time_index == step
+        xyz = display_points[members]
+        traces.append(go.Scatter3d(
+            x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers", name=f"points, step {step}",
+            legendgroup="points", showlegend=False, hoverinfo="skip",
+            visible=visible_steps(options.player_mode, 0, num_steps)[step],
+            marker={"size": options.point_size, "color": colors[members], "coloraxis": "coloraxis"}))
+    return AnimatedLayer(traces, lambda current: [go.Scatter3d(visible=shown) for shown in
+                                                  visible_steps(options.player_mode, current, num_steps)])
+
+
+def colour_axis(colours: dict) -> dict:
+    """layout.coloraxis from point_colors' settings: one colour scale (and bar) shared by every step's trace, sent
+    once however many steps there are."""
+    axis = {key: value for key, value in colours.items() if key != "color"}
+    return {**axis, "showscale": "colorbar" in axis}
+
+
+def frustum_layer(extrinsics: np.ndarray, intrinsics: np.ndarray, image_size_hw, depth: float, names: list[str],
+                  colors: list[str], group: Callable[[int], str], dash: str = "solid",
+                  show_legend: Callable[[int], bool] = lambda camera: True) -> AnimatedLayer:
+    """One frustum per camera, placed at the current time step (extrinsics/intrinsics [T, N, ...])."""
+    num_cameras = extrinsics.shape[1]
+
+    def lines(step: int, camera: int) -> np.ndarray:
+        return _frustum_lines(extrinsics[step:step + 1, camera], intrinsics[step:step + 1, camera], image_size_hw,
+                              depth)
+
+    initial = [_line_trace(lines(0, camera), names[camera], colors[camera], group(camera), dash=dash, width=2,
+                           show_legend=show_legend(camera)) for camera in range(num_cameras)]
+    return AnimatedLayer(initial, lambda step: [go.Scatter3d(**_line_coordinates(lines(step, camera)))
+                                                for camera in range(num_cameras)])
+
+
+def animated_layers(predictions: dict[str, np.ndarray], options: SceneOptions, selection: PointSelection,
+                    colours: dict, depth: float) -> list[AnimatedLayer]:
+    """Every layer that moves with the player: points, predicted frustums, ground-truth frustums."""
+    num_steps, num_cameras = predictions["world_points"].shape[:2]
+    image_size = predictions["images"].shape[-2:]
+    palette = [CAMERA_PALETTE[camera % len(CAMERA_PALETTE)] for camera in range(num_cameras)]
+    layers = [points_layer(selection, colours, options, num_steps)]
+    if options.show_cameras:
+        layers.append(frustum_layer(predictions["extrinsic"], predictions["intrinsic"], image_size, depth,
+                                    [f"camera {camera}" for camera in range(num_cameras)], palette,
+                                    group=lambda camera: f"camera {camera}"))
     if options.show_ground_truth and "gt_extrinsic" in predictions:
-        aligned = align_ground_truth(predictions["gt_extrinsic"], extrinsics)
+        aligned = align_ground_truth(predictions["gt_extrinsic"], predictions["extrinsic"])
+        layers.append(frustum_layer(aligned, predictions["gt_intrinsic"], image_size, depth,
+                                    [f"ground truth {camera}" for camera in range(num_cameras)],
+                                    ["#7f7f7f"] * num_cameras, group=lambda camera: "ground truth", dash="dash",
+                                    show_legend=lambda camera: camera == 0))
+    return layers
+
+
+def static_traces(predictions: dict[str, np.ndarray], options: SceneOptions) -> list:
+    """What stays put while the player runs: each camera's whole trajectory."""
+    num_cameras = predictions["world_points"].shape[1]
+    traces = []
+    if options.show_trajectories:
+        centers = camera_centers(predictions["extrinsic"])
         for camera in range(num_cameras):
-            lines = _frustum_lines(aligned[shown_steps, camera], predictions["gt_intrinsic"][shown_steps, camera],
-                                   (height, width), depth)
-            figure.add_trace(_line_trace(lines, f"ground truth {camera}", "#7f7f7f", "ground truth", dash="dash",
-                                         width=2, show_legend=camera == 0))
+            traces.append(_line_trace(to_display(centers[:, camera]), f"camera {camera} trajectory",
+                                      CAMERA_PALETTE[camera % len(CAMERA_PALETTE)], f"camera {camera}", width=5,
+                                      show_legend=not options.show_cameras))
+    return traces
+
+
+def fixed_axis_ranges(figure: go.Figure, padding: float = 0.02) -> dict:
+    """layout.scene axis ranges spanning every trace of every step, so the box (and the view) does not jump when
+    the player shows another step (autorange would refit to the visible traces each frame)."""
+    columns = {axis: [np.asarray(trace[axis], dtype=np.float64) for trace in figure.data if trace[axis] is not None]
+               for axis in "xyz"}
+    for frame in figure.frames:
+        for update in frame.data:
+            for axis in "xyz":
+                if update[axis] is not None:
+                    columns[axis].append(np.asarray(update[axis], dtype=np.float64))
+    ranges = {}
+    for axis, arrays in columns.items():
+        values = np.concatenate(arrays) if arrays else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        low, high = float(values.min()), float(values.max())
+        margin = max(high - low, 1e-3) * padding
+        ranges[f"{axis}axis"] = {"range": [low - margin, high + margin], "autorange": False}
+    return ranges
+
+
+def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None = None) -> go.Figure:
+    """Figure with one animation frame per time step, from numpy predictions with a [T, N] prefix (see
+    vggt_mv.inference.predict); the point budget is split evenly over the steps."""
+    options = options or SceneOptions()
+    if options.player_mode not in PLAYER_MODES:
+        raise ValueError(f"player mode must be one of {PLAYER_MODES}")
+    num_steps = predictions["world_points"].shape[0]
+    all_steps = list(range(num_steps))
+    selection = select_points(predictions, all_steps, options.point_filters(), options.point_budget, options.seed,
+                              split_budget=True)
+    depth = default_frustum_depth(camera_centers(predictions["extrinsic"]), selection.xyz)
+    colours = point_colors(selection, options.color_by, num_steps)
+    layers = animated_layers(predictions, options, selection, colours, depth)
+    fixed = static_traces(predictions, options)
+    figure = go.Figure(data=fixed + [trace for layer in layers for trace in layer.initial])
+    moving = list(range(len(fixed), len(figure.data)))
+    figure.frames = [go.Frame(name=frame_name(step), traces=moving,
+                              data=[update for layer in layers for update in layer.at_step(step)])
+                     for step in all_steps]
+    figure.update_layout(scene=fixed_axis_ranges(figure))
     figure.update_layout(
         scene={"aspectmode": "data", "xaxis": {"title": "x"}, "yaxis": {"title": "z (forward)"},
                "zaxis": {"title": "-y (up)"},
                "camera": {"up": {"x": 0, "y": 0, "z": 1}, "eye": {"x": 0.0, "y": -1.6, "z": 0.7},
                           "center": {"x": 0, "y": 0, "z": 0}}},
-        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        margin={"l": 0, "r": 0, "t": 30, "b": PLAYER_MARGIN_PX}, height=SCENE_HEIGHT_PX,
         legend={"itemsizing": "constant", "groupclick": "togglegroup", "x": 0.01, "y": 0.93, "xanchor": "left",
                 "yanchor": "top", "bgcolor": "rgba(255, 255, 255, 0.7)"},  # clear of the colour bar on the right
-        uirevision="scene", title={"text": ("all time steps" if options.time_step is None
-                                            else f"time step {options.time_step}"), "x": 0.02})
-    if len(display_points) == 0:
-        figure.add_annotation(text=empty_scene_message(options, highest_confidence(predictions, shown_steps)),
+        coloraxis=colour_axis(colours),
+        uirevision="scene",  # a rebuild (new colours, filters, mode) keeps the user's view
+        title={"text": f"{PLAYER_MODE_LABELS[options.player_mode]}: {points_counter(selection, num_steps)}",
+               "x": 0.02, "font": {"size": 14}},
+        **player_controls(num_steps))
+    if len(selection.xyz) == 0:
+        figure.add_annotation(text=empty_scene_message(options, highest_confidence(predictions, all_steps)),
                               xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 16},
                               bgcolor="rgba(255, 240, 200, 0.9)")
     return figure
