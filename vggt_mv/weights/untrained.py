@@ -10,7 +10,7 @@ enough); `find_untrained` then streams the named tensors one at a time and flags
   near zero, but never exactly at it in every channel, so "near" never counts.
 - random inits (nn.Linear/Conv's kaiming-uniform, DINOv2's trunc_normal(0.02), Xavier, the tiny N(0, 1e-6)
   tokens...): flagged when the tensor's mean, std and kurtosis all lie within `Z_SCORE` standard errors of what
-  a fresh draw of that many values gives, and, for a uniform init, when no value leaves +-bound and the largest
+  a fresh draw of that many values gives, and, for a uniform init, when no value leaves ±bound and the largest
   reaches it (a uniform draw fills its interval to within ~1/n). The window shrinks with the tensor's size: for
   the std it is 0.35% of the init's std at 1M values and 5.5% at 4k, where the issue's rule of thumb says 2%.
   Training moves a weight's std, its tails (kurtosis) and, for uniform inits, pushes values past the bound, so a
@@ -54,7 +54,7 @@ NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNor
 
 @dataclass(frozen=True)
 class InitSpec:
-    """One way a module initialises a tensor: every value `scale`, uniform in +-`scale`, or N(0, `scale`)."""
+    """One way a module initialises a tensor: every value `scale`, uniform in ±`scale`, or N(0, `scale`)."""
 
     kind: str  # "constant" | "uniform" | "normal"
     scale: float
@@ -89,15 +89,16 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 def kaiming_uniform(weight_shape: tuple[int, ...], type_name: str, what: str) -> InitSpec:
     """torch's default Linear/Conv init of weights and biases: uniform in +-1/sqrt(fan_in)."""
     fan_in = fans(weight_shape)[0]
+    init = "kaiming-uniform" if what == "weight" else "default bias"
     return InitSpec("uniform", 1.0 / math.sqrt(fan_in),
-                    f"nn.{type_name}'s default {what} init: uniform in +-1/sqrt(fan_in {fan_in})")
+                    f"nn.{type_name}'s {init} init: uniform in ±1/sqrt(fan_in {fan_in})")
 
 
 def xavier_uniform(shape: tuple[int, ...], owner: str) -> InitSpec:
     """Xavier (Glorot) uniform with gain 1: +-sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = fans(shape)
     return InitSpec("uniform", math.sqrt(6.0 / (fan_in + fan_out)),
-                    f"{owner}'s xavier-uniform init: uniform in +-sqrt(6/(fan_in {fan_in} + fan_out {fan_out}))")
+                    f"{owner}'s xavier-uniform init: uniform in ±sqrt(6/(fan_in {fan_in} + fan_out {fan_out}))")
 
 
 def zero(what: str) -> InitSpec:
@@ -256,7 +257,7 @@ def describe_constant(spec: InitSpec) -> str:
 def describe_random(moments: Moments, spec: InitSpec) -> str:
     """The numbers that matched, for a person to judge."""
     if spec.kind == "uniform":
-        return (f"std {moments.std:.4g}, kurtosis {moments.kurtosis:.2f}, every value within +-{spec.scale:.4g} "
+        return (f"std {moments.std:.4g}, kurtosis {moments.kurtosis:.2f}, every value within ±{spec.scale:.4g} "
                 f"(max |x| {moments.max_abs:.4g}): matches {spec.name}")
     return (f"std {moments.std:.4g} (init {spec.scale:g}), mean {moments.mean:.2g}, kurtosis "
             f"{moments.kurtosis:.2f}: matches {spec.name}")
