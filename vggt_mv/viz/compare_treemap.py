@@ -9,6 +9,7 @@ the numbers. Same layout and style as the provenance treemap (weights_treemap.py
 from __future__ import annotations
 
 import math
+from html import escape
 
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
@@ -63,8 +64,9 @@ def number(value: float | None, digits: int = 3) -> str:
 
 
 def module_hover(label: str, module: ModuleChange, a: str, b: str) -> str:
-    """The numbers behind a module's colour."""
-    lines = [label, f"||{a} - {b}|| / ||{b}|| = {'UNCHANGED (every value equal)' if module.unchanged else number(module.relative_change)}",
+    """The numbers behind a module's colour (names escaped: a file's keys are not markup)."""
+    figure = "UNCHANGED (every value equal)" if module.unchanged else number(module.relative_change)
+    lines = [escape(label), f"||{a} - {b}|| / ||{b}|| = {figure}",
              f"||{a} - {b}|| {number(module.diff_norm)} · ||{b}|| {number(module.ref_norm)}",
              f"{module.compared_tensors} tensors compared ({human_count(module.compared_parameters)} parameters), "
              f"{module.unchanged_tensors} unchanged"]
@@ -82,7 +84,7 @@ def tensor_hover(change: TensorChange, a: str, b: str) -> str:
               "unchanged": "UNCHANGED (every value equal)"}.get(change.status)
     if status is None:
         status = f"||{a} - {b}|| / ||{b}|| = {number(change.relative_change)}" if change.finite else "non-finite values"
-    lines = [change.key, shapes, status]
+    lines = [escape(change.key), shapes, status]
     if change.diff_norm is not None:
         lines.append(f"||{a} - {b}|| {number(change.diff_norm)} · ||{b}|| {number(change.ref_norm)}")
     return "<br>".join(lines)
@@ -138,8 +140,8 @@ def treemap_nodes(comparison: Comparison) -> dict[str, list]:
                            member)
                 visit(member, module_id(member))
         for change in tensors_by_parent.get(path, []):
-            add(tensor_id(change.key), change.key.rsplit(".", 1)[-1], node_id, change.numel, tensor_color(change, decades),
-                change.status == "unchanged", tensor_hover(change, a, b))
+            add(tensor_id(change.key), change.key.rsplit(".", 1)[-1], node_id, change.numel,
+                tensor_color(change, decades), change.status == "unchanged", tensor_hover(change, a, b))
 
     visit("", ROOT_ID)
     return nodes
