@@ -167,7 +167,8 @@ def build_compare_treemap(comparison: Comparison, max_depth: int = 4) -> go.Figu
         ids=nodes["ids"], labels=nodes["labels"], parents=nodes["parents"], values=nodes["values"],
         branchvalues="total",
         marker={"colors": nodes["colors"], "line": {"width": 0.5, "color": "#ffffff"},
-                "pattern": {"shape": nodes["patterns"], "fgcolor": "#ffffff", "size": 6}},
+                "pattern": {"shape": nodes["patterns"], "fillmode": "overlay", "fgcolor": "#8c8c8c", "size": 8,
+                            "solidity": 0.15}},
         hovertext=nodes["hover"], hoverinfo="text", maxdepth=max_depth, textinfo="label",
         pathbar={"visible": True}, root={"color": "#f5f5f5"}))
     figure.update_layout(margin={"l": 4, "r": 4, "t": 56, "b": 4}, height=620,
