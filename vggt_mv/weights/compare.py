@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from vggt_mv.weights.read_ahead import ReadAhead, file_order
 from vggt_mv.weights.sources import Source, open_source
 from vggt_mv.weights.tree import children, collapse_indices, module_paths
 
@@ -260,14 +261,18 @@ def side_info(source: Source) -> SideInfo:
 def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] | None = None) -> Comparison:
     """Compare two sources opened with data; `on_tensor(done, total)` after each matching key (for progress bars).
 
-    Keys are visited in b's order, then a's keys that b lacks; one pair of tensors is held at a time.
+    Matching keys are read in the order of b's data (sequential reads), with the kernel asked to read ahead
+    (read_ahead.py); one pair of tensors is held at a time. The result lists b's keys in b's order, then a's keys
+    that b lacks.
     """
-    matching = [key for key in b.tensors if key in a.tensors]
+    matching = file_order(b, [key for key in b.tensors if key in a.tensors])
     changes = []
-    for done, key in enumerate(matching, start=1):
-        changes.append(tensor_change(key, a.tensor(key), b.tensor(key)))
-        if on_tensor is not None:
-            on_tensor(done, len(matching))
+    with ReadAhead([a, b], matching) as read_ahead:
+        for done, key in enumerate(matching, start=1):
+            read_ahead.visit(done - 1)
+            changes.append(tensor_change(key, a.tensor(key), b.tensor(key)))
+            if on_tensor is not None:
+                on_tensor(done, len(matching))
     by_key = {change.key: change for change in changes}
     ordered = []
     for key, info in b.tensors.items():

@@ -21,8 +21,8 @@ What it cannot see: a tensor trained so little that it is still statistically it
 purposes, untrained), and a random init of a type it does not know (listed in `init_specs`, nowhere else).
 
 Cost: one pass over the data of each candidate tensor in float64 chunks of `CHUNK_VALUES` (no full copy); the
-first chunk alone rules out most trained tensors, so a trained checkpoint costs little more than touching each
-tensor's first page.
+first chunk alone rules out most trained tensors, so from a warm page cache a trained checkpoint costs little more
+than touching each tensor's first page. From a cold cache the file is read ahead sequentially (read_ahead.py).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from vggt_mv.heads.track_modules.tracker import BaseTrackerPredictor
 from vggt_mv.heads.track_modules.update_transformer import EfficientUpdateFormer
 from vggt_mv.layers.layer_scale import LayerScale
 from vggt_mv.layers.vision_transformer import DinoVisionTransformer
+from vggt_mv.weights.read_ahead import ReadAhead, file_order
 from vggt_mv.weights.tree import module_paths
 
 Z_SCORE = 5.0  # a fresh init fails one of the tests with probability ~1e-6
@@ -316,9 +317,20 @@ def find_untrained(model: nn.Module,
 
 
 def find_untrained_in_source(model: nn.Module, source, keys: Iterable[str] | None = None) -> list[Suspicion]:
-    """find_untrained over a source opened with data (`open_source(..., with_data=True)`), one tensor at a time."""
+    """find_untrained over a source opened with data (`open_source(..., with_data=True)`), one tensor at a time,
+    in the order of the file's data, with the kernel asked ahead for each tensor's first chunk (all most tensors
+    need; read_ahead.py); suspicions in that order."""
     wanted = list(source.tensors) if keys is None else [key for key in keys if key in source.tensors]
-    return find_untrained(model, ((key, source.tensor(key)) for key in wanted))
+    ordered = file_order(source, wanted)
+    first_chunk = CHUNK_VALUES * max((info.dtype.itemsize for info in source.tensors.values()), default=4)
+    with ReadAhead([source], ordered, bytes_per_key=first_chunk) as read_ahead:
+
+        def streamed():
+            for index, key in enumerate(ordered):
+                read_ahead.visit(index)
+                yield key, source.tensor(key)
+
+        return find_untrained(model, streamed())
 
 
 def suspects_per_module(suspicions: Iterable[Suspicion]) -> dict[str, dict[str, int]]:
