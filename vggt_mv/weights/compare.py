@@ -35,6 +35,8 @@ since b was saved).
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,7 +47,11 @@ from vggt_mv.weights.sources import Source, open_source
 from vggt_mv.weights.tree import children, collapse_indices, module_paths
 
 SCHEMA_VERSION = 1
-CHUNK_VALUES = 1 << 16  # 512 KiB of float64 per buffer: cache-sized, and measured faster than larger chunks
+# torch runs an op on at most this many values on the calling thread (at::internal::GRAIN_SIZE); above it, ops
+# (and BLAS dot) fan out to thread pools that spin-wait, which on a busy 2-core machine measured 20-60x slower.
+# Parallelism comes from WORKERS Python threads instead, each comparing whole tensors, blocked by the OS not spun.
+CHUNK_VALUES = 32768
+WORKERS = max(1, min(4, torch.get_num_threads()))
 
 
 @dataclass(frozen=True)
@@ -234,8 +240,8 @@ def squared_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
         d.copy_(chunk_a)
         r.copy_(chunk_b)
         d.sub_(r)
-        diff_squared += float(torch.dot(d, d))
-        ref_squared += float(torch.dot(r, r))
+        diff_squared += float(d.square_().sum())
+        ref_squared += float(r.square_().sum())
     return diff_squared, ref_squared
 
 
@@ -262,17 +268,26 @@ def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] 
     """Compare two sources opened with data; `on_tensor(done, total)` after each matching key (for progress bars).
 
     Matching keys are read in the order of b's data (sequential reads), with the kernel asked to read ahead
-    (read_ahead.py); one pair of tensors is held at a time. The result lists b's keys in b's order, then a's keys
+    (read_ahead.py), by WORKERS threads; at most 2 * WORKERS pairs of tensors are held at a time. The result lists b's keys in b's order, then a's keys
     that b lacks.
     """
     matching = file_order(b, [key for key in b.tensors if key in a.tensors])
-    changes = []
-    with ReadAhead([a, b], matching) as read_ahead:
-        for done, key in enumerate(matching, start=1):
-            read_ahead.visit(done - 1)
-            changes.append(tensor_change(key, a.tensor(key), b.tensor(key)))
-            if on_tensor is not None:
-                on_tensor(done, len(matching))
+    changes: list[TensorChange] = []
+    pending: deque[Future] = deque()
+
+    def collect() -> None:
+        changes.append(pending.popleft().result())
+        if on_tensor is not None:
+            on_tensor(len(changes), len(matching))
+
+    with ReadAhead([a, b], matching) as read_ahead, ThreadPoolExecutor(WORKERS) as pool:
+        for index, key in enumerate(matching):
+            read_ahead.visit(index)
+            pending.append(pool.submit(tensor_change, key, a.tensor(key), b.tensor(key)))
+            if len(pending) >= 2 * WORKERS:
+                collect()
+        while pending:
+            collect()
     by_key = {change.key: change for change in changes}
     ordered = []
     for key, info in b.tensors.items():

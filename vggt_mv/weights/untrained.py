@@ -45,7 +45,9 @@ from vggt_mv.weights.tree import module_paths
 
 Z_SCORE = 5.0  # a fresh init fails one of the tests with probability ~1e-6
 MIN_RANDOM_VALUES = 1024
-CHUNK_VALUES = 1 << 16  # 512 KiB of float64: stays in cache, and a tensor never needs a full float64 copy
+# At most torch's grain size, so every op runs on the calling thread: larger ops fan out to spin-waiting thread
+# pools, measured 20-60x slower on a busy 2-core machine (see compare.py). 256 KiB of float64 per buffer.
+CHUNK_VALUES = 32768
 EDGE_FILL = 30.0  # a uniform draw of n values reaches within bound*EDGE_FILL/n of its bound but with p = e^-30
 # Normalised moments (kurtosis, mu6, mu8) of each random init, for the standard errors of the sample statistics.
 SHAPE_MOMENTS = {"uniform": (9 / 5, 27 / 7, 9.0), "normal": (3.0, 15.0, 105.0)}
@@ -191,14 +193,14 @@ class Moments:
     fourth: float = 0.0
     max_abs: float = 0.0
 
-    def add(self, chunk: torch.Tensor) -> None:
-        """Accumulate one float64 chunk."""
-        squared = chunk * chunk
+    def add(self, chunk: torch.Tensor, scratch: torch.Tensor) -> None:
+        """Accumulate one float64 chunk (`scratch`: a float64 buffer at least as long, overwritten)."""
+        squared = torch.mul(chunk, chunk, out=scratch[:chunk.numel()])
         self.count += chunk.numel()
         self.total += float(chunk.sum())
         self.squares += float(squared.sum())
-        self.fourth += float(torch.dot(squared, squared))
         self.max_abs = max(self.max_abs, float(squared.max()) ** 0.5)
+        self.fourth += float(squared.square_().sum())
 
     @property
     def mean(self) -> float:
@@ -277,11 +279,12 @@ def untrained_match(tensor: torch.Tensor, specs: list[InitSpec]) -> tuple[InitSp
             return None
         slack = torch.finfo(tensor.dtype).eps
         buffer = torch.empty(min(CHUNK_VALUES, tensor.numel()), dtype=torch.float64)
+        scratch = torch.empty_like(buffer)
         moments = Moments()
         for index, chunk in enumerate(chunks(tensor)):
             values = buffer[:chunk.numel()]
             values.copy_(chunk)
-            moments.add(values)
+            moments.add(values, scratch)
             if index == 0 and chunk.numel() >= MIN_RANDOM_VALUES:
                 candidates = [spec for spec in candidates if matches_random(moments, spec, slack)]
                 if not candidates:
