@@ -1,8 +1,9 @@
 """Full-size compare benchmark: two VGGT-1B safetensors with real data, raw read vs compare, side by side in one run.
 
 A is the load benchmark's VGGT-1B file, written by its own helper (bench_weights_load.write_files, which also
-writes its Pi3 and .pt files; give both benchmarks the same --dir with --keep to write them once); B is A with some modules moved (frame and global blocks 0..5, the camera and depth heads:
-B = A + 1% of A's scale in noise), one key dropped and one added, written tensor by tensor. Each measurement runs
+writes its Pi3 and .pt files; give both benchmarks the same --dir with --keep to write them once). B is A with
+some modules moved (frame and global blocks 0..5, the camera and depth heads: B = A + 1% of A's scale in noise),
+one key dropped and one added, written tensor by tensor. Each measurement runs
 in a fresh process, with both files' pages dropped from the page cache (cold) and with every page cached (warm):
 
   raw read    read every byte of A and B (the floor for "comparing those bytes")
