@@ -74,11 +74,16 @@ def test_dry_run_reads_no_tensor_data(sparse_sources, meta_model, monkeypatch):
 def test_report_json_follows_the_documented_schema(sparse_sources, meta_model):
     checkpoint, pi3 = sparse_sources
     data = load_weights(meta_model, checkpoint=checkpoint, pi3=pi3, dry_run=True).to_dict()
-    assert data["schema_version"] == 2 and data["subject"] == "dry_run"
-    assert set(data) == {"schema_version", "subject", "dry_run", "sources", "summary", "tensors", "mismatched", "unexpected",
-                         "aliases", "rules", "anomalies", "tree"}
+    assert data["schema_version"] == 3 and data["subject"] == "dry_run"
+    assert set(data) == {"schema_version", "subject", "dry_run", "suspect_untrained_checked", "sources", "summary",
+                         "tensors", "mismatched", "unexpected", "aliases", "rules", "anomalies", "tree"}
     assert set(data["tensors"][0]) == {"key", "shape", "dtype", "numel", "status", "source", "source_key",
-                                       "source_dtype", "overrode"}
+                                       "source_dtype", "overrode", "suspect_untrained"}
+    # A dry run reads no data, so it claims nothing about it: not checked, every verdict null.
+    assert data["suspect_untrained_checked"] is False
+    assert all(t["suspect_untrained"] is None for t in data["tensors"])
+    assert data["summary"]["suspect_untrained"] is None and data["summary"]["parameters"]["suspect_untrained"] is None
+    assert data["tree"]["camera_head"]["suspect_untrained"] is None
     assert set(data["mismatched"][0]) == {"key", "source", "source_key", "model_shape", "source_shape", "reason",
                                           "model_dtype", "source_dtype"}
     assert data["sources"]["checkpoint"]["rules"] == "identity" and data["sources"]["pi3"]["rules"] == "pi3-decoder"

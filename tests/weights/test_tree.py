@@ -32,7 +32,8 @@ def test_every_node_counts_tensors_and_parameters_per_status():
     tree = build_tree(TENSORS)
     assert tree[""]["tensors"] == {"pi3": 6, "checkpoint": 5, "random": 1}
     assert tree[""]["parameters"] == {"pi3": 60, "checkpoint": 44, "random": 100}
-    assert tree["aggregator.frame_blocks.4.attn"] == {"tensors": {"checkpoint": 1}, "parameters": {"checkpoint": 10}}
+    assert tree["aggregator.frame_blocks.4.attn"] == {"tensors": {"checkpoint": 1}, "parameters": {"checkpoint": 10},
+                                                      "suspect_untrained": None}
     assert loaded_share(tree["aggregator"]) == 1.0 and loaded_share(tree["camera_head"]) == 0.0
     assert loaded_share(tree[""]) == pytest.approx(104 / 204)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from vggt_mv.weights.config_inference import (HEAD_FIELDS, config_difference, describe_fields, infer_config,
                                               suggested_config)
 from vggt_mv.weights.rules import canonical_key
+from vggt_mv.weights.sources import shown
 from vggt_mv.weights.tree import loaded_share
 
 if TYPE_CHECKING:
@@ -197,4 +198,34 @@ def find_anomalies(report: "LoadReport", plan: "LoadPlan") -> list[Anomaly]:
         anomalies.append(Anomaly(
             "module_not_loaded", f"Modules {listed(unexplained)} are 0% loaded while the sources have "
             f"{unused_total} unused keys.", suggestion, list(unexplained)))
+    return anomalies
+
+
+MAX_NAMED_SUSPECTS = 3
+
+
+def suspect_anomalies(report: "LoadReport") -> list[Anomaly]:
+    """Per source, the tensors it loaded whose values look like an initialisation: one anomaly naming the
+    top-level modules that hold them and how many of each module's loaded tensors that is."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for record in report.suspect_records():
+        by_source[record["source"]].append(record)
+    anomalies = []
+    for role, records in by_source.items():
+        modules = mismatched_modules([r["key"] for r in records])
+        loaded = Counter(r["key"].split(".", 1)[0] for r in report.tensors if r["source"] == role)
+        flagged = Counter(r["key"].split(".", 1)[0] for r in records)
+        where = listed([f"{m} ({flagged[m]} of {loaded[m]})" for m in modules])
+        example = records[0]
+        named = (f": {', '.join(shown(r['key']) for r in records)}" if len(records) <= MAX_NAMED_SUSPECTS
+                 else f", e.g. {shown(example['key'])}")
+        many = len(records) > 1
+        anomalies.append(Anomaly(
+            "suspect_untrained",
+            f"{len(records)} tensor{'s' if many else ''} in {where} look{'' if many else 's'} untrained though "
+            f"loaded from {role}{named} ({example['suspect_untrained']['reason']}).",
+            "A checkpoint saved from a model whose modules never loaded (or never trained) carries their "
+            "initialisation: check how this checkpoint was saved, or give the one those modules were trained in. "
+            "If they are meant to be untrained (a head not trained yet), ignore this.",
+            modules, role))
     return anomalies

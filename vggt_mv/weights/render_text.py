@@ -1,16 +1,18 @@
-"""The report as terminal text: totals, a collapsed module tree, mismatches, unexpected keys, anomalies."""
+"""The report as terminal text: totals, a collapsed module tree, mismatches, unexpected keys, tensors that look
+untrained, anomalies."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from vggt_mv.weights.report import LoadReport, mismatch_groups
-from vggt_mv.weights.tree import STATUSES, group_children, loaded_share
+from vggt_mv.weights.report import LoadReport, mismatch_groups, suspect_groups
+from vggt_mv.weights.tree import STATUSES, group_children, loaded_share, suspect_count
 
 BAR_WIDTH = 20
 UNEXPECTED_PREFIX_DEPTH = 2
 LABEL_WIDTH = 24
 MAX_MISMATCH_LINES = 40
+MAX_SUSPECT_LINES = 20
 
 
 def coverage_bar(share: float) -> str:
@@ -39,11 +41,23 @@ def status_mix(node: dict, statuses: list[str] = STATUSES) -> str:
 
 def merged_node(tree: dict, members: list[str]) -> dict:
     """Sum of several sibling nodes (a collapsed index range)."""
-    merged = {"tensors": Counter(), "parameters": Counter()}
+    merged = {"tensors": Counter(), "parameters": Counter(), "suspect_untrained": None}
     for member in members:
         merged["tensors"].update(tree[member]["tensors"])
         merged["parameters"].update(tree[member]["parameters"])
+        suspects = tree[member].get("suspect_untrained")
+        if suspects is not None:
+            total = merged["suspect_untrained"] or {"tensors": 0, "parameters": 0}
+            merged["suspect_untrained"] = {name: total[name] + suspects[name] for name in total}
     return merged
+
+
+def suspect_text(node: dict) -> str:
+    """' | SUSPECT untrained 12 (1.20M)' for a node holding tensors that look untrained, else ''."""
+    if not suspect_count(node):
+        return ""
+    suspects = node["suspect_untrained"]
+    return f" | SUSPECT untrained {suspects['tensors']} ({human_count(suspects['parameters'])})"
 
 
 def render_tree(tree: dict, path: str = "", depth: int = 0, max_depth: int = 3,
@@ -53,7 +67,7 @@ def render_tree(tree: dict, path: str = "", depth: int = 0, max_depth: int = 3,
     for label, members in group_children(tree, path):
         node = merged_node(tree, members)
         lines.append(f"{'  ' * depth}{label:<{48 - 2 * depth}} {coverage_bar(loaded_share(node))} "
-                     f"{status_mix(node, statuses)}")
+                     f"{status_mix(node, statuses)}{suspect_text(node)}")
         if depth + 1 < max_depth:
             lines.extend(render_tree(tree, members[0], depth + 1, max_depth, statuses)
                          if len(members) == 1 else [])
@@ -80,6 +94,32 @@ def mismatch_lines(report: LoadReport) -> list[str]:
         lines.append(f"  ... and {len(groups) - MAX_MISMATCH_LINES} more groups ({len(report.mismatched)} tensors in "
                      "all; --json lists every one)")
     return lines
+
+
+def suspect_lines(report: LoadReport) -> list[str]:
+    """Tensors that look untrained, grouped by module and collapsed over block indices like the mismatches: one
+    line per group, with its first tensor's evidence."""
+    records = report.suspect_records()
+    groups = suspect_groups(records)
+    lines = []
+    for group in groups[:MAX_SUSPECT_LINES]:
+        first = group["row"]
+        example = f"{group['count']} tensors, e.g. {first['key']}: " if group["count"] > 1 else ""
+        lines.append(f"  {group['key']} <- {group['source']}: {example}{first['suspect_untrained']['reason']}")
+    if len(groups) > MAX_SUSPECT_LINES:
+        lines.append(f"  ... and {len(groups) - MAX_SUSPECT_LINES} more groups ({len(records)} tensors in all; "
+                     "--json lists every one)")
+    return lines
+
+
+def suspect_summary_line(report: LoadReport) -> str:
+    """How many loaded tensors look untrained, or why that was not checked."""
+    summary = report.summary()
+    if summary["suspect_untrained"] is None:
+        return (f"  {'suspect_untrained':<{LABEL_WIDTH}}    not checked (a dry run reads no data)" if report.dry_run
+                else f"  {'suspect_untrained':<{LABEL_WIDTH}}    not checked")
+    return (f"  {'suspect_untrained':<{LABEL_WIDTH}} {summary['suspect_untrained']:>6} tensors  "
+            f"{human_count(summary['parameters']['suspect_untrained']):>8} parameters (loaded, but look like an init)")
 
 
 def unexpected_by_prefix(keys: list[str]) -> list[str]:
@@ -112,12 +152,16 @@ def render_report(report: LoadReport, max_depth: int = 3) -> str:
         lines.append(f"  {name:<{LABEL_WIDTH}} {tensors:>6} tensors  {human_count(count):>8} parameters")
     for role, count in summary["unexpected"].items():
         lines.append(f"  {f'unexpected ({role})':<{LABEL_WIDTH}} {count:>6} tensors (of the source)")
+    lines.append(suspect_summary_line(report))
     lines.append(f"  loaded: {parameters['loaded_fraction']:.2%} of parameters")
     lines += ["", "Module tree (#: loaded share of parameters):"]
     lines += render_tree(report.tree(), max_depth=max_depth, statuses=report.statuses())
     if report.mismatched:
         lines += ["", "Shape and dtype mismatches (not loaded; the model keeps what it had):"]
         lines += mismatch_lines(report)
+    if report.suspect_records():
+        lines += ["", "Look untrained (loaded, but the values match their module's initialisation):"]
+        lines += suspect_lines(report)
     for role, keys in report.unexpected.items():
         if keys:
             lines += ["", f"Unexpected keys of {role} (used by no rule), by prefix:"]

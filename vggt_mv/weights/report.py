@@ -1,12 +1,15 @@
 """LoadReport: the provenance of every model tensor as plain data; text, JSON, treemap and tree are views.
 
-JSON schema of `LoadReport.to_dict()`, schema_version 2. Every count is an int; new keys may be added within
+JSON schema of `LoadReport.to_dict()`, schema_version 3. Every count is an int; new keys may be added within
 a version, existing ones keep their meaning; a change of meaning bumps schema_version.
 
-    schema_version: 2
+    schema_version: 3
     subject: "dry_run" | "load" | "served_model"   what the report describes: headers only; a real load; the
              model a server runs (as it was loaded at start-up, or all random when no weights were given)
     dry_run: bool                               true: computed from headers only, no tensor data read
+    suspect_untrained_checked: bool             true: the data of every loaded tensor was checked against its
+             module's initialisation (a real load); false: not checked (a dry run, or a served model that
+             loaded no weights), and every `suspect_untrained` below is null, claiming nothing
     sources: {name: {location, format, files: [str], num_tensors, rules, notes: [str], config}}
              in loading order (later sources override earlier ones). name: "checkpoint" and "pi3" for the
              default sources, else the caller's (1..32 of [A-Za-z0-9_-], never "derived" or "random");
@@ -17,21 +20,27 @@ a version, existing ones keep their meaning; a change of meaning bumps schema_ve
              enable_point, enable_depth, enable_track, and `preset` when a named preset fits), or null when the
              source is not a whole VGGT/VGGT_MV state dict
     summary: {checkpoint_loaded, pi3_loaded, loaded: {name: n}, derived, random, missing (= random), overridden,
-              mismatched, unexpected: {name: n}, total, loaded_fraction,
+              mismatched, unexpected: {name: n}, suspect_untrained, total, loaded_fraction,
               parameters: {checkpoint_loaded, pi3_loaded, loaded: {name: n}, derived, random, missing,
-                           overridden, mismatched, total, loaded_fraction}}
+                           overridden, mismatched, suspect_untrained, total, loaded_fraction}}
              counts of model tensors by final status (each counted once; `parameters` counts elements);
              checkpoint_loaded / pi3_loaded: the seed's vocabulary (0 without such a source); loaded: per source;
              overridden: loaded by a later source over an earlier one; mismatched: model tensors some source
              offered with the wrong shape; unexpected: source keys no rule used (counted in source tensors);
-             loaded_fraction: share not random
-    tensors: [{key, shape: [int], dtype, numel, status, source, source_key, source_dtype, overrode}]
+             loaded_fraction: share not random; suspect_untrained: loaded tensors (parameters) whose values look
+             like an initialisation (null when not checked)
+    tensors: [{key, shape: [int], dtype, numel, status, source, source_key, source_dtype, overrode,
+               suspect_untrained}]
              one per model state_dict entry, in model order; dtype: the model's (final) dtype;
              status: a source's name (loaded from that source) | "derived" (copied from the loaded model tensor
              `source_key`: dual-stream blocks) | "random" (no source: initialised by its module after a meta
              build, or kept as it was in an already built model);
              source: the source's name or null; source_dtype: dtype stored in the source (null if random);
-             overrode: null or {source, source_key} of what an earlier source had put there
+             overrode: null or {source, source_key} of what an earlier source had put there;
+             suspect_untrained: null (not suspect, not loaded, or not checked) or {init, reason} when the loaded
+             values match their module's init (untrained.py): init names it ("LayerScale init_values 0.01"),
+             reason gives the evidence ("every value is 0.01: ...", or the std/kurtosis/range that matched).
+             Only tensors loaded from a source are checked; derived and random ones are null
     mismatched: [{key, source, source_key, model_shape, source_shape, reason, model_dtype, source_dtype}]
              never loaded; the target keeps what it had. reason: "shape" (e.g. Pi3 register_token
              [1, 1, 5, 1024] vs [1, 2, 4, 1024]) or "dtype" (a source tensor that is not floating point, such as
@@ -48,12 +57,17 @@ a version, existing ones keep their meaning; a change of meaning bumps schema_ve
              "prefix_mismatch" (a submodule's state dict or a stray prefix) | "config_mismatch" (saved from
              another configuration: the message names the preset or fields it fits) | "source_contributed_nothing"
              | "rule_matched_nothing" | "shape_mismatch" (many shapes differ, config unknown) | "module_not_loaded"
-             (0%-loaded modules no other cause explains) | "stripped_prefix" | "dtype_mismatch"
-    tree: {module_path: {tensors: {status: n}, parameters: {status: n}}}   every module above a tensor
-             ("" is the whole model); only statuses present; `tree.group_children` collapses numbered
-             siblings with the same status mix into ranges such as "aggregator.frame_blocks.{0..17}"
+             (0%-loaded modules no other cause explains) | "stripped_prefix" | "dtype_mismatch" |
+             "suspect_untrained" (one per source: tensors it loaded whose values look like an initialisation;
+             modules: the top-level modules holding them)
+    tree: {module_path: {tensors: {status: n}, parameters: {status: n}, suspect_untrained: {tensors: n,
+             parameters: n} | null}}   every module above a tensor ("" is the whole model); only statuses
+             present; suspect_untrained: null when not checked; `tree.group_children` collapses numbered
+             siblings with the same status mix and suspect count into ranges such as
+             "aggregator.frame_blocks.{0..17}"
 
-Changes: version 2 (statuses are source names; N sources; `subject`; per-source `rules` and `config`;
+Changes: version 3 (`suspect_untrained_checked`; per tensor, per tree node and in the summary
+`suspect_untrained`; anomaly kind "suspect_untrained"). Version 2 (statuses are source names; N sources; `subject`; per-source `rules` and `config`;
 `summary.loaded`; anomalies grouped by cause with `modules` and `source`; kind "module_not_loaded" is one
 anomaly listing every module; kinds "config_mismatch" and "shape_mismatch" are new). Version 1: the two
 sources `checkpoint` and `pi3` only, one "module_not_loaded" anomaly per module.
@@ -66,16 +80,16 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vggt_mv.weights.anomalies import Anomaly, find_anomalies
+from vggt_mv.weights.anomalies import Anomaly, find_anomalies, suspect_anomalies
 from vggt_mv.weights.config_inference import infer_config, matching_preset
 from vggt_mv.weights.plan import UNLOADED_STATUSES, LoadPlan
 from vggt_mv.weights.tree import build_tree, collapse_indices, collapse_keys, status_order
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUBJECTS = ("dry_run", "load", "served_model")
 SEED_SUMMARY = {"checkpoint": "checkpoint_loaded", "pi3": "pi3_loaded"}
 
-__all__ = ["Anomaly", "LoadReport", "SCHEMA_VERSION", "dtype_name", "mismatch_groups"]
+__all__ = ["Anomaly", "LoadReport", "SCHEMA_VERSION", "dtype_name", "mismatch_groups", "suspect_groups"]
 
 
 class CoverageError(AssertionError):
@@ -106,6 +120,7 @@ class LoadReport:
     sources: dict[str, dict]
     anomalies: list[Anomaly] = field(default_factory=list)
     subject: str | None = None  # None: "dry_run" or "load" from dry_run
+    suspects_checked: bool = False  # True once record_suspects ran over the loaded data
 
     @classmethod
     def from_plan(cls, plan: LoadPlan, dry_run: bool, rule_set_names: dict[str, str] | None = None) -> "LoadReport":
@@ -119,7 +134,7 @@ class LoadReport:
                 "status": assignment.status,
                 "source": assignment.status if assignment.status in names else None,
                 "source_key": assignment.source_key, "source_dtype": dtype_name(assignment.source_dtype),
-                "overrode": assignment.overrode,
+                "overrode": assignment.overrode, "suspect_untrained": None,
             })
         mismatched = [{"key": m.key, "source": m.source, "source_key": m.source_key,
                        "model_shape": list(m.model_shape), "source_shape": list(m.source_shape), "reason": m.reason,
@@ -137,6 +152,21 @@ class LoadReport:
         report = cls(dry_run, tensors, mismatched, plan.unexpected, plan.aliases, rules, sources)
         report.anomalies = find_anomalies(report, plan)
         return report
+
+    def record_suspects(self, suspicions) -> None:
+        """Mark the loaded tensors whose data looks like an initialisation (untrained.Suspicion list; the data of
+        every loaded tensor was checked), and add one anomaly per source that loaded such tensors."""
+        by_key = {suspicion.key: suspicion for suspicion in suspicions}
+        for record in self.tensors:
+            suspicion = by_key.get(record["key"]) if record["source"] else None
+            record["suspect_untrained"] = (None if suspicion is None
+                                           else {"init": suspicion.init, "reason": suspicion.reason})
+        self.suspects_checked = True
+        self.anomalies = [a for a in self.anomalies if a.kind != "suspect_untrained"] + suspect_anomalies(self)
+
+    def suspect_records(self) -> list[dict]:
+        """Tensor records flagged as looking untrained (none when not checked)."""
+        return [r for r in self.tensors if r.get("suspect_untrained")] if self.suspects_checked else []
 
     def contributed(self) -> Counter:
         """Tensors each source put into the model, those a later source overrode included."""
@@ -167,13 +197,16 @@ class LoadReport:
             return result
 
         result = by_status(counts)
+        suspects = self.suspect_records()
         result.update(overridden=len(overridden), mismatched=len(mismatched_keys),
-                      unexpected={role: len(keys) for role, keys in self.unexpected.items()}, total=total,
+                      unexpected={role: len(keys) for role, keys in self.unexpected.items()},
+                      suspect_untrained=len(suspects) if self.suspects_checked else None, total=total,
                       loaded_fraction=(total - counts.get("random", 0)) / total if total else 0.0)
         parameter_summary = by_status(parameters)
         parameter_summary.update(
             overridden=sum(r["numel"] for r in overridden),
             mismatched=sum(r["numel"] for r in self.tensors if r["key"] in mismatched_keys),
+            suspect_untrained=sum(r["numel"] for r in suspects) if self.suspects_checked else None,
             total=total_parameters,
             loaded_fraction=(total_parameters - parameters.get("random", 0)) / total_parameters
             if total_parameters else 0.0)
@@ -182,7 +215,7 @@ class LoadReport:
 
     def tree(self) -> dict[str, dict]:
         """Per module node: tensors and parameters per status ("" is the whole model)."""
-        return build_tree(self.tensors)
+        return build_tree(self.tensors, self.suspects_checked)
 
     def loaded_fraction(self, expect_random: list[str] | None = None) -> float:
         """Share of parameters loaded (any source or derived), ignoring keys matching `expect_random` regexes."""
@@ -214,7 +247,7 @@ class LoadReport:
         """The documented JSON schema (see the module docstring)."""
         return {
             "schema_version": SCHEMA_VERSION, "subject": self.subject or ("dry_run" if self.dry_run else "load"),
-            "dry_run": self.dry_run, "sources": self.sources,
+            "dry_run": self.dry_run, "suspect_untrained_checked": self.suspects_checked, "sources": self.sources,
             "summary": self.summary(), "tensors": self.tensors, "mismatched": self.mismatched,
             "unexpected": self.unexpected, "aliases": self.aliases, "rules": self.rules,
             "anomalies": [vars(a) for a in self.anomalies], "tree": self.tree(),
@@ -260,6 +293,19 @@ def mismatch_groups(rows: list[dict]) -> list[dict]:
     by_kind: dict[tuple, list[dict]] = {}
     for row in rows:
         by_kind.setdefault((row["source"], row["reason"]), []).append(row)
+    return unit_groups(by_kind)
+
+
+def suspect_groups(records: list[dict]) -> list[dict]:
+    """Tensor records that look untrained, collapsed like mismatch_groups: per source and module range."""
+    by_source: dict[tuple, list[dict]] = {}
+    for record in records:
+        by_source.setdefault((record["source"],), []).append(record)
+    return unit_groups(by_source)
+
+
+def unit_groups(by_kind: dict[tuple, list[dict]]) -> list[dict]:
+    """Rows of each kind grouped by mismatch_unit, units differing only in block indices merged."""
     groups = []
     for members in by_kind.values():
         by_unit: dict[str, list[dict]] = {}

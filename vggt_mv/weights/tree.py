@@ -51,16 +51,29 @@ def module_paths(key: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def build_tree(tensors: list[dict]) -> dict[str, dict]:
-    """Per module path: {"tensors": {status: n}, "parameters": {status: n}} (only statuses present)."""
-    nodes: dict[str, dict] = defaultdict(lambda: {"tensors": defaultdict(int), "parameters": defaultdict(int)})
+def build_tree(tensors: list[dict], suspects_checked: bool = False) -> dict[str, dict]:
+    """Per module path: {"tensors": {status: n}, "parameters": {status: n}} (only statuses present), and
+    "suspect_untrained": {"tensors": n, "parameters": n} of records whose `suspect_untrained` is set (None when the
+    data was not checked: a dry run)."""
+    nodes: dict[str, dict] = defaultdict(lambda: {"tensors": defaultdict(int), "parameters": defaultdict(int),
+                                                  "suspect_untrained": {"tensors": 0, "parameters": 0}})
     for record in tensors:
+        suspect = suspects_checked and bool(record.get("suspect_untrained"))
         for path in [""] + module_paths(record["key"]):
             node = nodes[path]
             node["tensors"][record["status"]] += 1
             node["parameters"][record["status"]] += record["numel"]
-    return {path: {"tensors": dict(node["tensors"]), "parameters": dict(node["parameters"])}
+            if suspect:
+                node["suspect_untrained"]["tensors"] += 1
+                node["suspect_untrained"]["parameters"] += record["numel"]
+    return {path: {"tensors": dict(node["tensors"]), "parameters": dict(node["parameters"]),
+                   "suspect_untrained": node["suspect_untrained"] if suspects_checked else None}
             for path, node in sorted(nodes.items())}
+
+
+def suspect_count(node: dict) -> int:
+    """Tensors under a node that look untrained (0 when none, or not checked)."""
+    return (node.get("suspect_untrained") or {}).get("tensors", 0)
 
 
 def loaded_share(node: dict) -> float:
@@ -84,16 +97,21 @@ def children(tree: dict[str, dict], path: str) -> list[str]:
 
 
 def group_children(tree: dict[str, dict], path: str) -> list[tuple[str, list[str]]]:
-    """Children, with consecutive numeric siblings of identical status mix merged: ("frame_blocks.{0..17}", paths)."""
+    """Children, with consecutive numeric siblings of identical status mix (and suspect count) merged:
+    ("frame_blocks.{0..17}", paths)."""
+
+    def mix(node: dict) -> tuple:
+        return tuple(sorted(node["tensors"].items())), suspect_count(node)
+
     groups: list[tuple[str, list[str]]] = []
     for child in children(tree, path):
         last = child.rsplit(".", 1)[-1]
-        signature = tuple(sorted(tree[child]["tensors"].items()))
+        signature = mix(tree[child])
         if groups and last.isdigit():
             label, members = groups[-1]
             previous = members[-1]
             previous_last = previous.rsplit(".", 1)[-1]
-            same_mix = tuple(sorted(tree[previous]["tensors"].items())) == signature
+            same_mix = mix(tree[previous]) == signature
             if previous_last.isdigit() and same_mix:
                 members.append(child)
                 continue
