@@ -1,4 +1,5 @@
-"""The report as an expandable HTML tree with a coverage bar per module and the CLI's collapsed index ranges."""
+"""The report as an expandable HTML tree with a coverage bar per module, the CLI's collapsed index ranges, and a
+warning on modules holding tensors that look untrained (loaded, but still their init)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import Counter
 from vggt_mv.viz.weights_treemap import report_colors
 from vggt_mv.weights.render_text import human_count, merged_node
 from vggt_mv.weights.report import mismatch_groups
-from vggt_mv.weights.tree import group_children
+from vggt_mv.weights.tree import group_children, suspect_count
 
 # Stacks that have a second, alias name (properties on the aggregator, never extra weights).
 ALIASES = {"aggregator.frame_blocks": "aggregator.time_blocks", "aggregator.global_blocks": "aggregator.view_blocks"}
@@ -36,7 +37,17 @@ def node_summary(label: str, node: dict, colors: dict[str, str]) -> str:
     if alias:
         shown += f" <i>(also {html.escape(alias)})</i>"
     return (f"<code>{shown}</code> {coverage_bar(node, colors)} {loaded / total if total else 0:.0%} loaded · "
-            f"{human_count(total)} params · {counts}")
+            f"{human_count(total)} params · {counts}{suspect_badge(node)}")
+
+
+def suspect_badge(node: dict) -> str:
+    """' ⚠ 12 look untrained' in red, for a module holding tensors whose values match their init."""
+    if not suspect_count(node):
+        return ""
+    suspects = node["suspect_untrained"]
+    return (f" · <b class='suspect-untrained' style='color:#b2182b' title='loaded, but the values match the "
+            f"module&#39;s initialisation'>⚠ {suspects['tensors']} look untrained "
+            f"({human_count(suspects['parameters'])})</b>")
 
 
 def render_tree_html(report, max_depth: int = 4) -> str:

@@ -1,4 +1,5 @@
-"""Treemap of a load report: area = parameters, colour = provenance; parents blend their children's mix.
+"""Treemap of a load report: area = parameters, colour = provenance; parents blend their children's mix; hover
+says how many tensors below look untrained (loaded, but still their init) and, on a tensor, why.
 
 A treemap rather than a sunburst: rectangles keep area comparisons readable for a model whose modules
 span six orders of magnitude (a 1M-parameter mask head next to 300M-parameter stacks), and their
@@ -13,7 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from vggt_mv.weights.render_text import mismatch_detail
-from vggt_mv.weights.tree import group_children
+from vggt_mv.weights.render_text import human_count, merged_node
+from vggt_mv.weights.tree import group_children, suspect_count
 
 STATUS_COLORS = {"checkpoint": "#2b8cbe", "pi3": "#31a354", "derived": "#dd8a2e", "random": "#d7301f"}
 # Other sources, in loading order: distinct from the four above and from each other (the tab allows 4 sources).
@@ -51,6 +53,28 @@ def _mix_text(parameters: dict[str, int]) -> str:
     return " · ".join(f"{status} {count / total:.0%}" for status, count in parameters.items() if count)
 
 
+def suspect_hover(node: dict) -> str:
+    """'<br>SUSPECT untrained: 12 tensors (1.20M parameters)' under a node holding look-alikes of an init."""
+    if not suspect_count(node):
+        return ""
+    suspects = node["suspect_untrained"]
+    return (f"<br>SUSPECT untrained: {suspects['tensors']} tensor{'s' if suspects['tensors'] > 1 else ''} "
+            f"({human_count(suspects['parameters'])} parameters) look like their init")
+
+
+def tensor_hover(record: dict, mismatch_note: str) -> str:
+    """A tensor's shape, dtype, status, source key, what it overrode, mismatch and suspect notes (text from the
+    file escaped: a key is not markup)."""
+    overrode = record["overrode"]
+    suspect = record.get("suspect_untrained")
+    return (f"{html.escape(record['key'])}<br>shape {record['shape']} · {record['dtype']}<br>status "
+            f"{html.escape(record['status'])}<br>source key {html.escape(record['source_key'] or '-')}"
+            + (f"<br>overrode {html.escape(overrode['source'])}:{html.escape(overrode['source_key'])}"
+               if overrode else "")
+            + mismatch_note
+            + (f"<br>SUSPECT untrained: {html.escape(suspect['reason'])}" if suspect else ""))
+
+
 def treemap_nodes(report) -> dict[str, list]:
     """ids/labels/parents/values/colors/hover for every module node, index-range group and tensor.
 
@@ -63,13 +87,13 @@ def treemap_nodes(report) -> dict[str, list]:
 
     def add(node_id: str, label: str, parent: str, parameters: dict[str, int], hover: str) -> None:
         nodes["ids"].append(node_id)
-        nodes["labels"].append(label)
+        nodes["labels"].append(html.escape(label))
         nodes["parents"].append(parent)
         nodes["values"].append(sum(parameters.values()))
         nodes["colors"].append(blend(parameters, colors))
         nodes["hover"].append(hover)
 
-    add(ROOT_ID, "model", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]))
+    add(ROOT_ID, "model", "", tree[""]["parameters"], _mix_text(tree[""]["parameters"]) + suspect_hover(tree[""]))
     mismatches = _mismatch_notes(report)
     tensors_by_parent: dict[str, list[dict]] = {}
     for record in report.tensors:
@@ -84,7 +108,8 @@ def treemap_nodes(report) -> dict[str, list]:
                         group_parameters[status] = group_parameters.get(status, 0) + count
                 group_id = label
                 add(group_id, label[len(path) + 1:] if path else label, node_id, group_parameters,
-                    f"{label}<br>{_mix_text(group_parameters)}")
+                    f"{html.escape(label)}<br>{_mix_text(group_parameters)}"
+                    + suspect_hover(merged_node(tree, members)))
                 parent_id = group_id
             else:
                 parent_id = node_id
@@ -92,14 +117,10 @@ def treemap_nodes(report) -> dict[str, list]:
                 member_id = member
                 parameters = tree[member]["parameters"]
                 add(member_id, member.rsplit(".", 1)[-1], parent_id, parameters,
-                    f"{member}<br>{_mix_text(parameters)}")
+                    f"{html.escape(member)}<br>{_mix_text(parameters)}" + suspect_hover(tree[member]))
                 visit(member, member_id)
         for record in tensors_by_parent.get(path, []):
-            overrode = record["overrode"]
-            hover = (f"{record['key']}<br>shape {record['shape']} · {record['dtype']}<br>status {record['status']}"
-                     f"<br>source key {record['source_key'] or '-'}"
-                     + (f"<br>overrode {overrode['source']}:{overrode['source_key']}" if overrode else "")
-                     + mismatches.get(record["key"], ""))
+            hover = tensor_hover(record, mismatches.get(record["key"], ""))
             add(record["key"], record["key"].rsplit(".", 1)[-1], node_id,
                 {record["status"]: record["numel"]}, hover)
 
@@ -109,7 +130,7 @@ def treemap_nodes(report) -> dict[str, list]:
 
 def _mismatch_notes(report) -> dict[str, str]:
     """Hover lines for tensors a source offered with the wrong shape or a non-floating dtype."""
-    return {m["key"]: f"<br>NOT loaded from {m['source']}:{m['source_key']}: {mismatch_detail(m)}"
+    return {m["key"]: "<br>" + html.escape(f"NOT loaded from {m['source']}:{m['source_key']}: {mismatch_detail(m)}")
             for m in report.mismatched}
 
 
