@@ -161,6 +161,7 @@ CSS = """
 .captioned-gallery .caption-label { position: static; opacity: 1; max-width: 100%; white-space: normal; }
 """
 LOAD_DISABLED_LABEL = "Load into the app's model (disabled: start with --allow-weight-loading)"
+COMPARE_DISABLED_LABEL = "Compare (disabled: reads both files whole; start with --allow-weight-loading)"
 
 
 def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: gr.Markdown) -> None:
@@ -245,6 +246,56 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
 
     gr.api(inspect_weights, api_name="inspect_weights")
     gr.api(inspect_sources, api_name="inspect_sources")
+    build_compare_mode(settings, choices)
+
+
+def build_compare_mode(settings: ServeSettings, choices: list[str]) -> None:
+    """Two checkpoints side by side: per module ||a - b|| / ||b|| as a treemap, unchanged modules flagged."""
+    with gr.Accordion("Compare two checkpoints", open=False, elem_id="compare-weights"):
+        gr.Markdown("Per module, the relative change ||a − b|| / ||b|| over the keys both have; modules whose "
+                    "values are all equal (frozen, or never trained) are flagged, and keys only one side has are "
+                    "listed. Reads every byte of both files.")
+        sides = []
+        with gr.Row():
+            for role in ("a", "b"):
+                with gr.Column():
+                    text = gr.Dropdown(choices=choices, value=None, allow_custom_value=True,
+                                       label=f"Checkpoint {role} (repo id or file)", elem_id=f"compare-{role}")
+                    upload = gr.File(label="…or upload", file_types=[".safetensors", ".pt", ".pth", ".bin"])
+                    sides.append((text, upload))
+        compare_button = gr.Button("Compare" if settings.allow_weight_loading else COMPARE_DISABLED_LABEL,
+                                   interactive=settings.allow_weight_loading, elem_id="compare-button")
+        with gr.Row():
+            with gr.Column(scale=1):
+                summary = gr.Markdown(elem_id="compare-summary")
+                json_file = gr.File(label="JSON comparison")
+            with gr.Column(scale=2):
+                treemap = gr.Plot(label="Relative change per module")
+
+    def compare(text_a, upload_a, text_b, upload_b, progress=gr.Progress()):
+        def on_tensor(done: int, total: int) -> None:
+            progress(done / max(total, 1), desc=f"compared {done} of {total} tensors")
+
+        try:
+            view = weights_tab.compare_checkpoint_files(text_a, upload_a, text_b, upload_b, settings.weights_dir,
+                                                        settings.allow_weight_loading, on_tensor)
+        except weights_tab.WeightsTabError as error:
+            raise user_error(error) from None
+        return view.summary, view.treemap, view.json_path
+
+    inputs = [sides[0][0], sides[0][1], sides[1][0], sides[1][1]]
+    compare_button.click(compare, inputs, [summary, treemap, json_file], api_visibility="private")
+
+    def compare_weights(a: str = "", b: str = "") -> dict:
+        """The JSON comparison (schema in vggt_mv/weights/compare.py) of checkpoints a and b: Hub repo ids or files
+        under the server's weights folder; needs --allow-weight-loading."""
+        try:
+            return weights_tab.compare_checkpoint_files(a, None, b, None, settings.weights_dir,
+                                                        settings.allow_weight_loading).comparison
+        except weights_tab.WeightsTabError as error:
+            raise user_error(error) from None
+
+    gr.api(compare_weights, api_name="compare_weights")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""`vggt-mv` (or `python -m vggt_mv`): `inspect` reports where every weight comes from; `reconstruct` runs videos."""
+"""`vggt-mv` (or `python -m vggt_mv`): `inspect` reports where every weight comes from (or, with --compare, how two
+checkpoints differ); `reconstruct` runs videos."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ EXIT_USER_ERROR = 2
 
 def add_inspect_parser(subparsers) -> None:
     """Flags of `inspect`."""
-    parser = subparsers.add_parser("inspect", help="report which tensors come from which source, or nowhere")
+    parser = subparsers.add_parser("inspect", help="report which tensors come from which source, or nowhere; or "
+                                                   "compare two checkpoints (--compare A B)")
     parser.add_argument("--checkpoint", help="VGGT checkpoint: .safetensors, index.json, .pt/.pth/.bin, dir or Hub id")
     parser.add_argument("--pi3", help="Pi3 checkpoint (same forms)")
     parser.add_argument("--pi3-rules", default="decoder", choices=["decoder", "decoder+encoder"])
@@ -33,14 +35,43 @@ def add_inspect_parser(subparsers) -> None:
                         help="exit 1 when the loaded share of parameters is below this")
     parser.add_argument("--expect-random", nargs="+", default=[], metavar="REGEX",
                         help="tensor keys expected to stay random (not counted by --fail-under)")
+    parser.add_argument("--fail-on-suspect", action="store_true",
+                        help="exit 1 when a loaded tensor looks untrained (its values match its module's init)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="compare two checkpoints instead: per module ||A - B|| / ||B||, unchanged modules, keys "
+                             "only one side has (reads every byte of both; --json writes the comparison)")
     parser.add_argument("--depth", type=int, default=3, help="module tree depth to print")
     parser.set_defaults(handler=run_inspect)
+
+
+LOAD_FLAGS = ("checkpoint", "pi3", "source", "model", "preset", "dry_run", "fail_under", "expect_random",
+              "fail_on_suspect")
+
+
+def compare_argument_problem(args: argparse.Namespace) -> str | None:
+    """--compare takes two checkpoints and nothing that shapes a load."""
+    given = [name for name in LOAD_FLAGS if getattr(args, name) not in (None, False, [])]
+    if args.pi3_rules != "decoder":
+        given.append("pi3_rules")
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        return f"--compare compares two checkpoints as they are; it takes none of {flags}"
+    return json_folder_problem(args)
+
+
+def json_folder_problem(args: argparse.Namespace) -> str | None:
+    json_folder = args.json.parent if args.json else None
+    if json_folder is not None and not json_folder.is_dir():
+        return f"cannot write the JSON report to {args.json}: no folder {json_folder}"
+    return None
 
 
 def inspect_argument_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with `inspect`'s flags, found before anything is read (None when nothing)."""
     if args.checkpoint is None and args.pi3 is None and not args.source:
-        return "give --checkpoint and/or --pi3, or --source NAME=PATH[@RULES]"
+        return "give --checkpoint and/or --pi3, or --source NAME=PATH[@RULES] (or --compare A B)"
+    if args.fail_on_suspect and args.dry_run:
+        return "--fail-on-suspect needs the data: a dry run reads headers only"
     if args.model and args.preset:
         return "--preset sizes VGGT_MV; with --model the factory decides the model"
     if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
@@ -50,10 +81,7 @@ def inspect_argument_problem(args: argparse.Namespace) -> str | None:
             re.compile(pattern)
         except re.error as error:
             return f"bad --expect-random pattern: {error}"
-    json_folder = args.json.parent if args.json else None
-    if json_folder is not None and not json_folder.is_dir():
-        return f"cannot write the JSON report to {args.json}: no folder {json_folder}"
-    return None
+    return json_folder_problem(args)
 
 
 def write_json_report(text: str, target: Path) -> str | None:
@@ -75,9 +103,45 @@ def write_json_report(text: str, target: Path) -> str | None:
     return None
 
 
-def run_inspect(args: argparse.Namespace) -> int:
-    """Print the report; exit 1 below --fail-under, 2 on a bad source, rules file or model."""
+def run_compare(args: argparse.Namespace) -> int:
+    """Print how checkpoint A differs from B (and write the JSON); exit 2 on a bad source."""
+    import json
+
     import torch
+
+    from vggt_mv.weights import WeightsSourceError
+    from vggt_mv.weights.compare import compare_checkpoints
+    from vggt_mv.weights.render_compare import render_comparison
+
+    problem = compare_argument_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        comparison = compare_checkpoints(*args.compare)
+    except WeightsSourceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (MemoryError, torch.OutOfMemoryError):
+        print("error: not enough memory to compare these checkpoints", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(render_comparison(comparison, max_depth=args.depth))
+    if args.json:
+        failure = write_json_report(json.dumps(comparison.to_dict(), indent=1, allow_nan=False), args.json)
+        if failure:
+            print(f"error: {failure}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"\nJSON comparison written to {args.json}")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Print the report; exit 1 below --fail-under (or on a suspect with --fail-on-suspect), 2 on a bad source,
+    rules file or model."""
+    import torch
+
+    if args.compare:
+        return run_compare(args)
 
     from vggt_mv.config import VGGTMVConfig
     from vggt_mv.weights import WeightsSourceError, build_and_load
@@ -112,6 +176,10 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(f"\nFAIL: {share:.1%} of parameters loaded (excluding {args.expect_random or 'nothing'}), "
                   f"under --fail-under {args.fail_under:.0%}", file=sys.stderr)
             return EXIT_BELOW_THRESHOLD
+    suspects = report.summary()["suspect_untrained"]
+    if args.fail_on_suspect and suspects:
+        print(f"\nFAIL: {suspects} loaded tensors look untrained (--fail-on-suspect)", file=sys.stderr)
+        return EXIT_BELOW_THRESHOLD
     return 0
 
 

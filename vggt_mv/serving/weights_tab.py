@@ -1,4 +1,5 @@
-"""What the Weights tab does, as plain functions: resolve sources safely, run the loader, shape its views."""
+"""What the Weights tab does, as plain functions: resolve sources safely, run the loader (or compare two
+checkpoints), shape its views."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,9 +17,13 @@ import torch
 from vggt_mv.config import PRESETS, VGGTMVConfig
 from vggt_mv.viz.weights_tree_html import (mismatched_rows, overridden_rows, render_tree_html, rule_rows,
                                            unexpected_rows)
+from vggt_mv.viz.compare_treemap import build_compare_treemap
 from vggt_mv.viz.weights_treemap import build_treemap
 from vggt_mv.weights import PI3_RULE_SETS, WeightsSourceError, build_and_load, load_weights
+from vggt_mv.weights.compare import Comparison, band_groups, compare_checkpoints, merged_module
 from vggt_mv.weights.hub import HUB_SCHEME, looks_like_repo_id
+from vggt_mv.weights.render_compare import change_text
+from vggt_mv.weights.render_text import human_count, unexpected_by_prefix
 from vggt_mv.weights.report import LoadReport
 from vggt_mv.weights.rule_files import BUILTIN_RULE_SETS
 from vggt_mv.weights.source_specs import SourceSpec, check_source_name
@@ -33,6 +38,7 @@ SERVED_TITLE = "The served model"
 # Every JSON report goes under one root, one folder per report content, the newest MAX_KEPT_REPORTS kept.
 REPORTS_FOLDER = "vggt-mv-weight-reports"
 REPORT_NAME = "weights_report.json"
+COMPARISON_NAME = "weights_comparison.json"
 MAX_KEPT_REPORTS = 32
 # One load at a time: each holds a second copy of the model beside the served one until the swap.
 LOADING = threading.Lock()
@@ -135,10 +141,14 @@ def totals_markdown(report: LoadReport, title: str) -> str:
         rows.append(f"| {key} | {summary[key]:,} | {parameters[key]:,} |")
     unexpected = ", ".join(f"{role} {count:,}" for role, count in summary["unexpected"].items()) or "none"
     subject = report.to_dict()["subject"] if report.subject is None else report.subject
+    suspects = summary["suspect_untrained"]
+    suspect_text = ("not checked (no data read)" if suspects is None else
+                    f"**{suspects:,}** tensors ({parameters['suspect_untrained']:,} parameters) loaded but look "
+                    "untrained" if suspects else "none (every loaded tensor's data checked)")
     lines = [f"### {title}", f"**{parameters['loaded_fraction']:.2%}** of {parameters['total']:,} parameters loaded "
              f"({SUBJECT_WORDS[subject]}).", "", *rows, "",
              f"Overridden: {summary['overridden']:,} · mismatched: {summary['mismatched']:,} · "
-             f"unexpected: {unexpected}"]
+             f"unexpected: {unexpected}", "", f"Suspect untrained (values match their init): {suspect_text}"]
     for role, source in report.sources.items():
         lines.append(f"- {role}: `{source['location']}` ({source['format']}, {source['num_tensors']:,} tensors, "
                      f"rules {source.get('rules')})")
@@ -163,14 +173,16 @@ def modified_at(path: Path) -> float:
 
 def prune_reports(root: Path, keep: Path) -> None:
     """Delete the report folders beyond the MAX_KEPT_REPORTS newest (never `keep`, the one just written)."""
-    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: modified_at(p / REPORT_NAME),
-                     reverse=True)
+    def newest(folder: Path) -> float:
+        return max(modified_at(folder / name) for name in (REPORT_NAME, COMPARISON_NAME))
+
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=newest, reverse=True)
     for folder in folders[MAX_KEPT_REPORTS:]:
         if folder != keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_report_json(text: str, folder: Path | None) -> Path:
+def write_report_json(text: str, folder: Path | None, name: str = REPORT_NAME) -> Path:
     """The JSON for download: in `folder` if given, else in a folder named by the content's hash under one root
     that keeps the newest reports only, so repeated requests never accumulate files."""
     root = None
@@ -178,7 +190,7 @@ def write_report_json(text: str, folder: Path | None) -> Path:
         root = reports_root()
         folder = root / hashlib.sha256(text.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / REPORT_NAME
+    path = folder / name
     with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".part", delete=False) as part:
         part.write(text)
     os.replace(part.name, path)  # a download in progress never sees half a file
@@ -330,3 +342,112 @@ def api_source_requests(checkpoint: object, pi3: object, pi3_rules: object, sour
             raise WeightsTabError(f"source {number} must be an object with `name`, `source` and optional `rules`")
         rows.append(SourceRequest(item.get("name", ""), item["source"], None, item.get("rules", "identity")))
     return rows
+
+
+COMPARE_DISABLED = ("comparing checkpoints reads every byte of both, so it is disabled on this server (start it with "
+                    "--allow-weight-loading)")
+COMPARE_TABLE_DEPTH = 2
+MAX_LISTED_PREFIXES = 20
+
+
+@dataclass
+class CompareView:
+    """Everything the compare mode shows for one comparison."""
+
+    summary: str
+    treemap: object
+    json_path: str
+    comparison: dict
+
+
+def as_code(text: str) -> str:
+    """Text from a file as inline markdown code: no backticks, pipes (table cells) or control characters to break
+    out of it."""
+    cleaned = "".join(char if ord(char) >= 32 and ord(char) != 127 else "?" for char in text)
+    return "`" + cleaned.replace("`", "'").replace("|", "¦") + "`"
+
+
+def change_rows(comparison: Comparison, path: str = "", depth: int = 0) -> list[str]:
+    """Markdown table rows per module (collapsed ranges, as the text view), down to COMPARE_TABLE_DEPTH."""
+    rows = []
+    for label, members in band_groups(comparison, path):
+        module = merged_module(comparison, label, members)
+        flag = " ⚠️" if module.unchanged else ""
+        rows.append(f"| {'&nbsp;' * 4 * depth}{as_code(label)} | {change_text(module)}{flag} | "
+                    f"{module.compared_tensors:,} | {module.unchanged_tensors:,} | "
+                    f"{module.only_a + module.only_b + module.mismatched:,} |")
+        if depth + 1 < COMPARE_TABLE_DEPTH and len(members) == 1 and not module.unchanged:
+            rows += change_rows(comparison, members[0], depth + 1)
+    return rows
+
+
+def unchanged_modules(comparison: Comparison) -> list[str]:
+    """The topmost modules whose compared tensors are all exactly equal (frozen, or never trained)."""
+    return [path for path, module in comparison.modules.items() if path and module.unchanged
+            and not comparison.modules[path.rpartition(".")[0]].unchanged]
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """Totals, the per-module table, unchanged modules flagged, keys only one side has."""
+    a, b = comparison.a, comparison.b
+    totals = comparison.totals
+    lines = [f"### Compare {a.role} with {b.role}",
+             f"- {a.role}: {as_code(a.location)} ({a.tensors:,} tensors, {human_count(a.parameters)} parameters)",
+             f"- {b.role}: {as_code(b.location)} ({b.tensors:,} tensors, {human_count(b.parameters)} parameters)", "",
+             f"Overall relative change ||{a.role} − {b.role}|| / ||{b.role}||: **{change_text(totals)}** · "
+             f"{totals.changed_tensors:,} tensors changed, {totals.unchanged_tensors:,} unchanged, "
+             f"{totals.mismatched:,} with other shapes, {totals.only_a:,} only in {a.role}, "
+             f"{totals.only_b:,} only in {b.role}"]
+    unchanged = unchanged_modules(comparison)
+    if unchanged and not totals.unchanged:
+        shown_modules = ", ".join(as_code(m) for m in unchanged[:MAX_LISTED_PREFIXES])
+        more = f" and {len(unchanged) - MAX_LISTED_PREFIXES} more" if len(unchanged) > MAX_LISTED_PREFIXES else ""
+        lines += ["", f"#### ⚠️ Unchanged modules (every value equal: frozen, or never trained between the two)",
+                  shown_modules + more]
+    lines += ["", "| module | relative change | compared | unchanged | only one side / other shape |",
+              "|---|---|---|---|---|", *change_rows(comparison)]
+    for status, role in (("only_a", a.role), ("only_b", b.role), ("mismatched", "both, with other shapes")):
+        keys = comparison.keys_with(status)
+        if keys:
+            prefixes = unexpected_by_prefix(keys)
+            more = f" and {len(prefixes) - MAX_LISTED_PREFIXES} more" if len(prefixes) > MAX_LISTED_PREFIXES else ""
+            lines += ["", f"**Only in {role}** ({len(keys):,} keys): " if status != "mismatched"
+                      else f"**In {role}** ({len(keys):,} keys): ",
+                      ", ".join(as_code(p) for p in prefixes[:MAX_LISTED_PREFIXES]) + more]
+    return "\n".join(lines)
+
+
+def compare_view(comparison: Comparison) -> CompareView:
+    """The compare mode's views, plus the comparison's JSON written for download (the bounded reports folder)."""
+    data = comparison.to_dict()
+    json_path = write_report_json(json.dumps(data, indent=1, allow_nan=False), None, COMPARISON_NAME)
+    return CompareView(comparison_markdown(comparison), build_compare_treemap(comparison), str(json_path), data)
+
+
+def visitor_name(text: object, upload: object) -> str:
+    """How the visitor named a side: the upload's file name, or what they typed."""
+    if isinstance(upload, str) and upload.strip():
+        return Path(upload).name
+    return text.strip() if isinstance(text, str) else ""
+
+
+def compare_checkpoint_files(text_a: object, upload_a: object, text_b: object, upload_b: object,
+                             weights_dir: Path | None, allow_loading: bool, on_tensor=None) -> CompareView:
+    """Compare checkpoint a with b (each an upload, a Hub repo id or a file under --weights-dir, confined as
+    resolve_source says), only where the operator allows reading whole checkpoints."""
+    if not allow_loading:
+        raise WeightsTabError(COMPARE_DISABLED)
+    location_a = resolve_source(text_a, upload_a, weights_dir)
+    location_b = resolve_source(text_b, upload_b, weights_dir)
+    if location_a is None or location_b is None:
+        raise WeightsTabError("choose two checkpoints to compare: a and b")
+    uploads = [upload for upload in (upload_a, upload_b) if isinstance(upload, str)]
+    try:
+        comparison = compare_checkpoints(location_a, location_b, roles=("a", "b"), on_tensor=on_tensor)
+    except WeightsSourceError as error:
+        raise WeightsTabError(without_server_folders(str(error), weights_dir, uploads)) from None
+    except MemoryError:
+        raise WeightsTabError("not enough memory to compare these checkpoints") from None
+    comparison.a = replace(comparison.a, location=visitor_name(text_a, upload_a))
+    comparison.b = replace(comparison.b, location=visitor_name(text_b, upload_b))
+    return compare_view(comparison)
