@@ -101,3 +101,34 @@ def test_hostile_source_names_rules_and_counts_are_one_message(client, sources, 
         client.predict(sources=sources, preset="tiny", api_name="/inspect_sources")
     assert phrase in str(raised.value)
     assert client.predict(api_name="/inspect_weights")["subject"] == "served_model"
+
+
+def test_comparing_is_refused_unless_the_operator_allows_reading_whole_files(client):
+    with pytest.raises(Exception) as raised:
+        client.predict(a="vggt-tiny.safetensors", b="vggt-tiny.safetensors", api_name="/compare_weights")
+    assert "allow-weight-loading" in str(raised.value)
+
+
+@pytest.fixture(scope="module")
+def loading_client(folders):
+    _, allowed = folders
+    state = tiny_state()
+    write_safetensors(allowed / "vggt-tiny-tuned.safetensors",
+                      {k: (v * 1.5 if k.startswith("camera_head.") else v) for k, v in state.items()})
+    with running_app("--weights-dir", str(allowed), "--allow-weight-loading") as (url, _):
+        yield Client(url, verbose=False)
+
+
+def test_compare_weights_returns_the_comparison_and_refuses_other_paths(loading_client):
+    comparison = loading_client.predict(a="vggt-tiny-tuned.safetensors", b="vggt-tiny.safetensors",
+                                        api_name="/compare_weights")
+    assert comparison["schema_version"] == 1 and comparison["a"]["location"] == "vggt-tiny-tuned.safetensors"
+    assert comparison["modules"]["aggregator"]["unchanged"] is True
+    assert comparison["modules"]["camera_head"]["relative_change"] == pytest.approx(0.5)  # ||1.5b - b|| / ||b||
+    for hostile, phrase in (("../outside.safetensors", "weights folder"), ("/etc/passwd", "reads no other paths"),
+                            ("corrupt.safetensors", "corrupt")):
+        with pytest.raises(Exception) as raised:
+            loading_client.predict(a=hostile, b="vggt-tiny.safetensors", api_name="/compare_weights")
+        assert phrase in str(raised.value)
+    report = loading_client.predict(api_name="/inspect_weights")
+    assert report["schema_version"] == 3, "the app keeps serving"

@@ -232,3 +232,71 @@ def test_a_tiny_checkpoint_against_vggt_1b_says_tiny_and_collapses_the_mismatche
     assert "this is the `tiny` preset" in out and "--preset tiny" in out
     assert len(out.splitlines()) < 150, "it was 713 lines"
     assert out.count("ANOMALIES") == 1 and out.count("  ! ") == 1
+
+
+def test_fail_on_suspect_catches_a_checkpoint_saved_before_anything_trained(tmp_path, capsys):
+    fresh = write_safetensors(tmp_path / "fresh.safetensors", tiny_state())  # a model saved right after its init
+    code, out, err = run_in_process(capsys, "--checkpoint", fresh, "--preset", "tiny", "--fail-on-suspect")
+    suspects = next(line for line in out.splitlines() if line.strip().startswith("suspect_untrained"))
+    assert code == 1 and int(suspects.split()[1]) > 0 and "look untrained though loaded from checkpoint" in out
+    assert "loaded tensors look untrained (--fail-on-suspect)" in err
+    code, out, _ = run_in_process(capsys, "--checkpoint", fresh, "--preset", "tiny")
+    assert code == 0 and "Look untrained" in out, "without the flag suspects are reported, not fatal"
+    code, _, err = run_in_process(capsys, "--checkpoint", fresh, "--preset", "tiny", "--dry-run", "--fail-on-suspect")
+    assert code == 2 and "a dry run reads headers only" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def compared_pair(tmp_path):
+    a = tiny_state(seed=3)
+    b = {k: (v * 1.5 if k.startswith("camera_head.") else v) for k, v in a.items() if k != "point_head.norm.bias"}
+    b["extra.weight"] = torch.ones(3)
+    return write_safetensors(tmp_path / "a.safetensors", a), write_safetensors(tmp_path / "b.safetensors", b)
+
+
+def test_compare_prints_the_change_per_module_and_writes_the_json(compared_pair, tmp_path, capsys):
+    a, b = compared_pair
+    code, out, err = run_in_process(capsys, "--compare", a, b, "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert out.startswith("COMPARE a with b") and f"a: {a}" in out
+    line = {row.split()[0]: row for row in out.splitlines() if row and not row.startswith(" ")}
+    assert "3.33e-01" in line["camera_head"], "||a - 1.5a|| / ||1.5a|| = 1/3"
+    assert "UNCHANGED" in line["aggregator"] and "UNCHANGED" in line["track_head"]
+    assert "Only in a, by prefix:" in out and "point_head.norm" in out and "Only in b" in out
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["schema_version"] == 1 and data["only_a"] == ["point_head.norm.bias"]
+    assert data["only_b"] == ["extra.weight"] and data["modules"]["aggregator"]["unchanged"] is True
+    assert data["modules"]["camera_head"]["relative_change"] == pytest.approx(1 / 3)
+    assert "JSON comparison written to" in out and not list(tmp_path.glob("*.part"))
+
+
+def test_compare_honours_depth(compared_pair, capsys):
+    a, b = compared_pair
+    shallow = run_in_process(capsys, "--compare", a, b, "--depth", "1")[1]
+    deep = run_in_process(capsys, "--compare", a, b, "--depth", "3")[1]
+    assert "  camera_head.trunk" not in shallow and "  camera_head.trunk" in deep
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--preset", "tiny"], "it takes none of --preset"),
+    (["--checkpoint", "x.safetensors"], "it takes none of --checkpoint"),
+    (["--dry-run", "--fail-on-suspect"], "--dry-run, --fail-on-suspect"),
+    (["--json", "/nonexistent-dir/c.json"], "cannot write the JSON report"),
+])
+def test_compare_refuses_load_flags_in_one_line(compared_pair, capsys, extra, phrase):
+    code, out, err = run_in_process(capsys, "--compare", *compared_pair, *extra)
+    assert code == 2 and out == "" and phrase in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_with_a_missing_or_hostile_side_is_one_line_with_exit_code_two(compared_pair, tmp_path, capsys):
+    a, _ = compared_pair
+    cases = {name: source for name, (source, _) in hostile_sources(tmp_path).items() if name in
+             ("nul", "deep", "empty", "escaping index")}
+    cases["missing"] = str(tmp_path / "missing.safetensors")
+    for name, source in cases.items():
+        for pair in ((a, source), (source, a)):
+            out_json = tmp_path / f"{name}.json"
+            code, out, err = run_in_process(capsys, "--compare", *pair, "--json", out_json)
+            assert code == 2 and out == "", name
+            assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, (name, err)
+            assert "Traceback" not in err and not out_json.exists(), name

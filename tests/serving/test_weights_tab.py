@@ -1,6 +1,8 @@
 """The Weights tab's logic: visitors cannot make the server read arbitrary paths; views come from the loader."""
 
+import json
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,3 +157,71 @@ def test_loading_refuses_a_named_source_that_gave_nothing(weights_dir):
     with pytest.raises(WeightsTabError, match="other source .* loaded no tensor.*The served model is unchanged"):
         weights_tab.inspect_sources(served, rows, weights_dir, apply=True, allow_apply=True)
     assert served.model is old_model
+
+
+@pytest.fixture
+def compare_dir(weights_dir):
+    a = tiny_state()
+    b = {k: (v * 1.5 if k.startswith("camera_head.") else v) for k, v in a.items() if k != "point_head.norm.bias"}
+    write_safetensors(weights_dir / "b.safetensors", b)
+    return weights_dir
+
+
+def test_comparing_needs_the_operator_because_it_reads_both_files_whole(compare_dir):
+    with pytest.raises(WeightsTabError, match="allow-weight-loading"):
+        weights_tab.compare_checkpoint_files("tiny.safetensors", None, "b.safetensors", None, compare_dir,
+                                             allow_loading=False)
+
+
+@pytest.mark.parametrize("hostile, phrase", [
+    ("../secret.safetensors", "not a file under the server's weights folder"),
+    ("/etc/passwd", "this server reads no other paths"),
+    ("tiny\x00.safetensors", "contains control characters"),
+    ("x" * 5000, "over the limit"),
+    (7, "must be text"),
+    ("", "choose two checkpoints"),
+])
+def test_comparing_refuses_any_other_server_path_on_either_side(compare_dir, hostile, phrase):
+    for sides in ((hostile, "b.safetensors"), ("tiny.safetensors", hostile)):
+        with pytest.raises(WeightsTabError, match=phrase):
+            weights_tab.compare_checkpoint_files(sides[0], None, sides[1], None, compare_dir, allow_loading=True)
+
+
+def test_a_comparison_shows_unchanged_modules_one_sided_keys_a_treemap_and_a_json(compare_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    progress = []
+    view = weights_tab.compare_checkpoint_files("tiny.safetensors", None, "b.safetensors", None, compare_dir,
+                                                allow_loading=True, on_tensor=lambda done, total: progress.append(
+                                                    (done, total)))
+    assert progress[-1] == (len(tiny_state()) - 1,) * 2, "one step per key both sides have"
+    assert "Unchanged modules" in view.summary and "`aggregator`" in view.summary
+    assert "| `camera_head` | 3.33e-01 |" in view.summary
+    assert "**Only in a** (1 keys)" in view.summary and "`point_head.norm`" in view.summary
+    assert view.treemap.data[0].type == "treemap"
+    saved = json.loads(Path(view.json_path).read_text())
+    assert saved == view.comparison and saved["schema_version"] == 1 and saved["only_a"] == ["point_head.norm.bias"]
+    assert Path(view.json_path).parent.parent == tmp_path / "tmp" / weights_tab.REPORTS_FOLDER
+    assert saved["a"]["location"] == "tiny.safetensors", "sides are named as the visitor gave them"
+    assert str(compare_dir) not in view.summary and str(compare_dir) not in Path(view.json_path).read_text()
+
+
+def test_a_bad_upload_in_a_comparison_is_named_as_uploaded(compare_dir, tmp_path):
+    uploads = tmp_path / "server-upload-cache" / "c3d4"
+    uploads.mkdir(parents=True)
+    (uploads / "mine.pt").write_bytes(b"")
+    with pytest.raises(WeightsTabError) as raised:
+        weights_tab.compare_checkpoint_files("", str(uploads / "mine.pt"), "b.safetensors", None, compare_dir,
+                                             allow_loading=True)
+    assert str(raised.value).startswith("mine.pt: empty file") and str(tmp_path) not in str(raised.value)
+
+
+def test_a_load_shows_how_many_loaded_tensors_look_untrained(weights_dir):
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    dry = inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=False, allow_apply=False)
+    assert "Suspect untrained (values match their init): not checked" in dry.totals
+    loaded = inspect(served, "tiny.safetensors", None, "", None, "decoder", weights_dir, apply=True, allow_apply=True)
+    assert loaded.report["summary"]["suspect_untrained"] > 0, "tiny_state() is a model saved right after its init"
+    assert f"**{loaded.report['summary']['suspect_untrained']:,}** tensors" in loaded.totals
+    assert "look untrained though loaded from checkpoint" in loaded.totals
+    assert "look untrained" in loaded.tree_html

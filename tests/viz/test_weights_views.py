@@ -99,3 +99,39 @@ def test_any_source_name_gets_its_own_colour_and_checkpoint_keeps_its_own(tmp_pa
     assert colors["camera_head"] == EXTRA_SOURCE_COLORS[0]
     tree = render_tree_html(report)
     assert f"background:{EXTRA_SOURCE_COLORS[0]}" in tree and "finetune" in tree
+
+
+def test_suspect_untrained_counts_and_reasons_show_in_hover_and_tree(tmp_path):
+    from tests.support.checkpoints import tiny_state, write_safetensors
+    from vggt_mv.weights import build_and_load
+
+    state = tiny_state()  # a model saved right after its init: every head looks untrained
+    _, report = build_and_load(VGGTMVConfig.from_preset("tiny"),
+                               checkpoint=write_safetensors(tmp_path / "fresh.safetensors", state))
+    hover = dict(zip(build_treemap(report).data[0].ids, build_treemap(report).data[0].hovertext))
+    count = report.tree()["camera_head"]["suspect_untrained"]["tensors"]
+    assert f"SUSPECT untrained: {count} tensors" in hover["camera_head"]
+    assert "SUSPECT untrained: every value is 0.01: LayerScale init_values 0.01" in hover["camera_head.trunk.0.ls1.gamma"]
+    tree = render_tree_html(report)
+    assert f"⚠ {count} look untrained" in tree
+
+
+class MarkupNames(torch.nn.Module):
+    """A user's model (inspect --model) whose module names are markup: every view shows them as text."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_module("<img src=x onerror=alert(1)>", torch.nn.LayerNorm(8))
+
+
+def test_hostile_module_names_are_escaped_in_the_treemap_and_the_tree(tmp_path):
+    from tests.support.checkpoints import write_safetensors
+    from vggt_mv.weights.meta_build import build_on_meta
+
+    path = write_safetensors(tmp_path / "markup.safetensors", MarkupNames().state_dict())
+    report = load_weights(build_on_meta(MarkupNames), checkpoint=path)
+    assert report.summary()["suspect_untrained"] == 2
+    trace = build_treemap(report).data[0]
+    for text in list(trace.hovertext) + list(trace.labels) + [render_tree_html(report)]:
+        assert "<img" not in text
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in text for text in trace.hovertext)

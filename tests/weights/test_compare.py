@@ -92,7 +92,7 @@ def test_json_is_strict_and_follows_the_schema(comparison):
     data = json.loads(json.dumps(comparison.to_dict(), allow_nan=False))
     assert data["schema_version"] == 1
     assert data["a"]["role"] == "a" and data["b"]["tensors"] == comparison.b.tensors
-    assert data["totals"]["path"] == "" and data["totals"] == data["modules"][""]
+    assert data["totals"]["module"] == "" and data["totals"] == data["modules"][""]
     row = next(r for r in data["tensors"] if r["key"] == "camera_head.embed_pose.weight")
     assert set(row) == {"key", "status", "numel", "shape_a", "shape_b", "dtype_a", "dtype_b", "diff_norm",
                         "ref_norm", "relative_change", "finite"}

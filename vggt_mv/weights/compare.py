@@ -26,7 +26,8 @@ tensors are all exactly equal is `unchanged` (frozen, or never trained since b w
     finite: false when either side holds NaN or Inf (then only "unchanged" (bitwise equal) or "changed" is known)
     numel: b's element count, a's when only a has the key
 
-    MODULE = {"path", "parameters" (b's, else a's, over every key below), "compared_tensors",
+    MODULE = {"module" (its path; never "path", which API clients such as gradio_client take for a file to
+              download), "parameters" (b's, else a's, over every key below), "compared_tensors",
               "compared_parameters", "unchanged_tensors", "changed_tensors", "mismatched", "only_a", "only_b",
               "non_finite", "diff_norm", "ref_norm", "relative_change", "unchanged"}
     unchanged: true when at least one tensor was compared and every compared tensor is unchanged
@@ -166,7 +167,7 @@ class ModuleChange:
             self.ref_squared += change.ref_norm ** 2
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "parameters": self.parameters, "compared_tensors": self.compared_tensors,
+        return {"module": self.path, "parameters": self.parameters, "compared_tensors": self.compared_tensors,
                 "compared_parameters": self.compared_parameters, "unchanged_tensors": self.unchanged_tensors,
                 "changed_tensors": self.changed_tensors, "mismatched": self.mismatched, "only_a": self.only_a,
                 "only_b": self.only_b, "non_finite": self.non_finite, "diff_norm": self.diff_norm,
