@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_mv.viz.points import DYNAMIC_COLORSCALE, pixel_dynamic_scores
-from vggt_mv.viz.tracks import mark_frame
+from vggt_mv.viz.tracks import draw_track_marks, mark_frame, track_colors
 
 # A perceptually ordered ramp (dark blue -> teal -> yellow), sampled at 5 stops.
 PADDING_COLORS = np.array([[205, 205, 205], [160, 160, 160]], dtype=np.uint8)
@@ -49,11 +49,15 @@ STRIP_PANELS = ("input", "depth", "confidence", "dynamic")
 
 def reference_frame(predictions: dict[str, np.ndarray]) -> np.ndarray:
     """uint8 [H, W, 3]: camera 0's first processed frame at the model's pixel size (a click's pixel is a query
-    point's pixel), padding striped, current tracks marked."""
+    point's pixel), padding striped, each query point marked where it was clicked, in its track's colour and never
+    faded (the strip shows what the model made of it there)."""
     image = (np.moveaxis(predictions["images"][0, 0], 0, -1) * 255).clip(0, 255).astype(np.uint8)
     if "valid_mask" in predictions:
         image = show_padding(image, predictions["valid_mask"][0, 0])
-    return mark_frame(image, predictions, 0, 0)
+    if "query_points" not in predictions:
+        return image
+    points = predictions["query_points"]
+    return draw_track_marks(image, points, None, track_colors(len(points)))
 
 
 def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.ndarray]:
