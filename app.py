@@ -130,7 +130,8 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                 height="auto", object_fit="contain", visible=False,
                                                 elem_id="upload-preview", elem_classes=["captioned-gallery"])
                     with gr.Row():
-                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140)
+                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140,
+                                           elem_id="frames")
                         mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode",
                                         min_width=140)
                     with gr.Row():

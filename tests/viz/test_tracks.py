@@ -185,3 +185,12 @@ def test_the_reference_frame_is_camera_0s_first_frame_at_model_size_with_padding
     np.testing.assert_array_equal(image[10, 10], (predictions["images"][0, 0, :, 10, 10] * 255).astype(np.uint8))
     predictions.update({key: value for key, value in tracked_predictions(2, 2, 1).items() if key in TRACK_KEYS})
     np.testing.assert_array_equal(reference_frame(predictions)[5, 8], track_colors(1)[0])
+
+
+def test_a_halo_rings_each_dot_in_white_as_faded_as_the_dot():
+    image = np.zeros((30, 30, 3), dtype=np.uint8)
+    marked = draw_track_marks(image, np.array([[10.0, 10.0], [20.0, 20.0]]), np.array([1.0, 0.0]),
+                              np.array([[255, 0, 0], [0, 0, 255]], dtype=np.uint8), radius=3, halo=2)
+    np.testing.assert_array_equal(marked[10, 10], [255, 0, 0])
+    np.testing.assert_array_equal(marked[10, 14], [255, 255, 255])  # a white ring just outside the dot
+    assert marked[20, 24].max() == round(255 * MIN_MARK_ALPHA) and marked[10, 18].max() == 0

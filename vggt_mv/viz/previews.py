@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_mv.viz.points import DYNAMIC_COLORSCALE, pixel_dynamic_scores
-from vggt_mv.viz.tracks import draw_track_marks, mark_frame, track_colors
+from vggt_mv.viz.tracks import HALO_WIDTH, STRIP_MARK_RADIUS, draw_track_marks, mark_frame, track_colors
 
 # A perceptually ordered ramp (dark blue -> teal -> yellow), sampled at 5 stops.
 PADDING_COLORS = np.array([[205, 205, 205], [160, 160, 160]], dtype=np.uint8)
@@ -57,7 +57,7 @@ def reference_frame(predictions: dict[str, np.ndarray]) -> np.ndarray:
     if "query_points" not in predictions:
         return image
     points = predictions["query_points"]
-    return draw_track_marks(image, points, None, track_colors(len(points)))
+    return draw_track_marks(image, points, None, track_colors(len(points)), STRIP_MARK_RADIUS, halo=HALO_WIDTH)
 
 
 def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.ndarray]:
@@ -76,6 +76,6 @@ def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.n
                                        np.nan))
         motion = colorize(np.where(valid, dynamic[camera], np.nan), 0.0, 1.0, DYNAMIC_RAMP)
         panels = [show_padding(panel, valid) for panel in (image, depth, confidence, motion)]
-        panels[0] = mark_frame(panels[0], predictions, time_step, camera)
+        panels[0] = mark_frame(panels[0], predictions, time_step, camera, STRIP_MARK_RADIUS, HALO_WIDTH)
         rows.append(np.concatenate(panels, axis=1))
     return rows
