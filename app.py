@@ -8,10 +8,11 @@ import sys
 import gradio as gr
 
 from vggt_mv.serving import reconstruct_tab, weights_tab
-from vggt_mv.serving.gpu import on_gpu
+from vggt_mv.serving.gpu import on_gpu, track_duration
 from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
 from vggt_mv.serving.model_store import banner_markdown, load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
+from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODE_LABELS, gradio_head_script
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -34,8 +35,9 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                     window_start: float = 0.0, window_end: float = 1.0, offsets: str = "", mode: str = "auto",
                     color_by: str = "rgb", conf_percentile: float = 25.0, point_budget: int = 200_000,
                     player_mode: str = "step", depth_edges: bool = True, max_dynamic: float = 1.0,
-                    request: gr.Request = None, progress=gr.Progress()):
-        """Reconstruct the uploaded videos (one per camera) or a bundled example."""
+                    query_points: list | None = None, request: gr.Request = None, progress=gr.Progress()):
+        """Reconstruct the uploaded videos (one per camera) or a bundled example; with query_points [[x, y], ...]
+        (pixels of camera 0's first processed frame) also track them through every frame."""
         display = reconstruct_tab.DisplayChoices(color_by=color_by, conf_percentile=conf_percentile,
                                                  point_budget=point_budget, player_mode=player_mode,
                                                  depth_edges=depth_edges, max_dynamic=max_dynamic)
@@ -45,10 +47,12 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                               color_by, conf_percentile, point_budget,
                                                               settings.max_total_frames)
             display.scene_options()  # refuses a bad display field before the session's earlier run is removed
+            reconstruct_tab.checked_query_points(query_points)  # and bad query points
             reconstruct_tab.forget_earlier_runs(session)
             yield from reconstruct_tab.run_progressively(
                 served, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
-                settings.max_total_frames, progress=lambda fraction, message: progress(fraction, desc=message))
+                settings.max_total_frames, progress=lambda fraction, message: progress(fraction, desc=message),
+                query_points=query_points)
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
         finally:
@@ -60,6 +64,46 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
             return reconstruct_tab.redraw(key, display)
+        except reconstruct_tab.UserFacingError as error:
+            raise user_error(error) from None
+
+    # Tracks: each handler gets (key, tracked points, strip step, the 8 display controls, ...), redraws from the
+    # cached run and never runs the aggregator (reconstruct_tab.track_view says why when it cannot).
+    @on_gpu(served, duration=track_duration)
+    def track_click(key, points, strip_step, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                    depth_edges, max_dynamic, show_ground_truth, evt: gr.SelectData, request: gr.Request = None):
+        """A click on the reference frame: track that pixel too (track head only, from the cached run)."""
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                                                 depth_edges, max_dynamic, show_ground_truth)
+        try:
+            return reconstruct_tab.track_point(served, key, points, getattr(evt, "index", None), display, strip_step,
+                                               getattr(request, "session_hash", None))
+        except reconstruct_tab.UserFacingError as error:
+            raise user_error(error) from None
+        finally:
+            return_freed_memory()
+
+    @on_gpu(served, duration=track_duration)
+    def track_grid(key, points, strip_step, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                   depth_edges, max_dynamic, show_ground_truth, count, request: gr.Request = None):
+        """'Track grid': a grid of K points over the reference frame (track head only)."""
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                                                 depth_edges, max_dynamic, show_ground_truth)
+        try:
+            return reconstruct_tab.track_grid(served, key, count, display, strip_step,
+                                              getattr(request, "session_hash", None))
+        except reconstruct_tab.UserFacingError as error:
+            raise user_error(error) from None
+        finally:
+            return_freed_memory()
+
+    def clear_tracks(key, points, strip_step, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                     depth_edges, max_dynamic, show_ground_truth, request: gr.Request = None):
+        """'Clear tracks': the run drawn again without them."""
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                                                 depth_edges, max_dynamic, show_ground_truth)
+        try:
+            return reconstruct_tab.clear_tracks(key, display, strip_step, getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
@@ -86,7 +130,8 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                 height="auto", object_fit="contain", visible=False,
                                                 elem_id="upload-preview", elem_classes=["captioned-gallery"])
                     with gr.Row():
-                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140)
+                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140,
+                                           elem_id="frames")
                         mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode",
                                         min_width=140)
                     with gr.Row():
@@ -94,6 +139,16 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                         window_end = gr.Slider(0.05, 1, value=1, step=0.05, label="Window end", min_width=140)
                     offsets = gr.Textbox(value="", label="Per-camera offsets in seconds (optional)",
                                          placeholder="0, 0.1, 0")
+                    reference = gr.Image(label="Tracks: click the reference frame (camera 0, first step)",
+                                         type="numpy", format="png", interactive=False, buttons=[],
+                                         elem_id="reference-frame")
+                    with gr.Row():
+                        grid_count = gr.Number(value=16, precision=0, minimum=1, maximum=MAX_QUERY_POINTS,
+                                               label="Track a grid of K points", min_width=120)
+                        grid_button = gr.Button("Track grid", elem_id="track-grid", min_width=90)
+                        clear_button = gr.Button("Clear tracks", elem_id="clear-tracks", min_width=90)
+                    tracks_status = gr.Markdown(elem_id="tracks-status")
+                    query_points = gr.JSON(value=None, visible=False, label="query points")
                 with gr.Column(scale=2):
                     scene = gr.Plot(label="Scene", elem_id="scene")
                     with gr.Row():
@@ -119,6 +174,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                     status = gr.Markdown(elem_id="run-status")
                     downloads = gr.File(label=DOWNLOADS_LABEL, file_count="multiple", elem_id="downloads")
             key = gr.State(None)
+            points = gr.State([])
             plan_inputs = [videos, example, frames]
             for component in plan_inputs:
                 component.change(lambda v, e, f: reconstruct_tab.describe_plan(served, v, e, f,
@@ -126,14 +182,21 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                  plan_inputs, plan, api_visibility="private")
             videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
                           api_visibility="private")
-            run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
-                                           color_by, conf_percentile, point_budget, player_mode, depth_edges,
-                                           max_dynamic],
-                             [scene, strip, downloads, status, key], api_name="reconstruct").success(
-                reconstruct_tab.display_control_updates, key, [strip_step, show_ground_truth],
-                api_visibility="private")
+            run = run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
+                                                 color_by, conf_percentile, point_budget, player_mode, depth_edges,
+                                                 max_dynamic, query_points],
+                                   [scene, strip, downloads, status, key], api_name="reconstruct")
+            run.success(reconstruct_tab.display_control_updates, key, [strip_step, show_ground_truth],
+                        api_visibility="private")
+            run.success(reconstruct_tab.track_controls_after_run, key, [reference, tracks_status, points],
+                        api_visibility="private")
             display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges,
                               max_dynamic, show_ground_truth]
+            track_inputs = [key, points, strip_step] + display_inputs[1:]
+            track_outputs = [scene, strip, reference, tracks_status, downloads, points]
+            reference.select(track_click, track_inputs, track_outputs, api_visibility="private")
+            grid_button.click(track_grid, track_inputs + [grid_count], track_outputs, api_visibility="private")
+            clear_button.click(clear_tracks, track_inputs, track_outputs, api_visibility="private")
             for control in (conf_percentile, point_budget, max_dynamic):
                 control.release(redraw, display_inputs, scene, api_visibility="private")
             for control in (color_by, player_mode, depth_edges, conf_threshold, show_ground_truth):

@@ -87,9 +87,10 @@ def raw_predict(app, api_name: str, data: list, session_hash: str = "hostile-cli
 
 
 def example_request(**changes) -> list:
-    """A good /reconstruct payload (the first example, T=1), with some fields replaced."""
+    """A good /reconstruct payload (the first example, T=1), with some fields replaced: every input, in order."""
     fields = dict(videos=None, example=list_examples()[0].name, frames_per_camera=1, window_start=0.0,
-                  window_end=1.0, offsets="", mode="auto", color_by="rgb", conf_percentile=25.0, point_budget=20_000)
+                  window_end=1.0, offsets="", mode="auto", color_by="rgb", conf_percentile=25.0, point_budget=20_000,
+                  player_mode="step", depth_edges=True, max_dynamic=1.0, query_points=None)
     fields.update(changes)
     return list(fields.values())
 
@@ -155,6 +156,15 @@ HOSTILE_FIELDS = {
     "offset nan": (dict(offsets="nan, 0, 0"), "offsets must be seconds"),
     "offset 1e308": (dict(offsets="1e308, 0, 0"), "offsets must be seconds between -86400 and 86400, got 1e+308"),
     "unknown example": (dict(example="../../etc/passwd"), "is not in the list of choices"),
+    "query points NaN": (dict(query_points=[[math.nan, 10]]), "query point 0 is not finite"),
+    "query points a string": (dict(query_points="10, 20"), "query points must be a list of [x, y] pairs, got str"),
+    "query points strings": (dict(query_points=[["10", "20"]]), "query point 0 must be a pair of numbers"),
+    "query points nested garbage": (dict(query_points=[[[1, 2], {"x": [3]}], None]),
+                                    "query point 0 must be a pair of numbers"),
+    "query points an object": (dict(query_points={"x": 1, "y": 2}), "query points must be a list of [x, y] pairs"),
+    "query points 10,000": (dict(query_points=[[10, 10]] * 10_000), "10000 query points: at most 256"),
+    "query point outside the frame": (dict(query_points=[[10, 10], [900, 10]]),
+                                      "query point 1 [900, 10] lies outside the 518x294 reference frame"),
 }
 
 # Refused by Gradio before the app's code runs; the reason stays on the server (show_error is off so that no
@@ -221,3 +231,10 @@ def test_a_file_type_outside_the_list_is_refused_without_the_server_path(app, tm
     with pytest.raises(Exception) as raised:
         client.predict(videos=[handle_file(str(notes))], api_name="/reconstruct")
     assert "Invalid file type" in str(raised.value) and str(temp_root) not in str(raised.value)
+
+
+def test_good_query_points_through_the_raw_api_are_tracked_and_said_in_the_status(app):
+    message = raw_predict(app, "reconstruct", example_request(query_points=[[100, 150], [400.5, 60]]))
+    assert message.get("success") is True, message
+    status = message["output"]["data"][3]
+    assert "Tracks: 2 query points followed through 1 x 3 frames" in status

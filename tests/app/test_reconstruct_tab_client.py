@@ -72,3 +72,22 @@ def test_the_filters_chosen_for_a_run_shape_its_downloads(app):
         counts[edges] = len(trimesh.load(by_name["points_t000.ply"]).vertices)
         assert ("Depth-edge points are kept" in status) is not edges
     assert counts[True] < counts[False], "the depth-edge filter removed points from the PLY too"
+
+
+def test_query_points_through_the_api_return_tracks_in_the_npz_and_older_positional_calls_still_work(app):
+    client, _ = app
+    example = list_examples()[0].name
+    figure, _, downloads, status = client.predict(example=example, frames_per_camera=2, point_budget=10_000,
+                                                  query_points=[[100, 150], [400, 60], [259, 147]],
+                                                  api_name="/reconstruct")
+    assert "Tracks: 3 query points followed through 2 x 3 frames" in status
+    names = [trace.get("name", "") for trace in json.loads(figure["plot"])["data"]]
+    assert "tracks (3)" in names
+    archive = np.load(next(path for path in downloads if path.endswith("predictions.npz")))
+    assert archive["track"].shape == (2, 3, 3, 2) and archive["vis"].shape == archive["conf"].shape == (2, 3, 3)
+    np.testing.assert_array_equal(archive["query_points"], np.float32([[100, 150], [400, 60], [259, 147]]))
+    np.testing.assert_array_equal(archive["track"][0, 0], archive["query_points"])
+    # the 13 inputs an older client sends by position (query_points came last, so it defaults to none)
+    *_, status = client.predict(None, example, 2, 0.0, 1.0, "", "auto", "rgb", 25.0, 10_000, "step", True, 1.0,
+                                api_name="/reconstruct")
+    assert "2 time steps x 3 cameras" in status and "Tracks:" not in status

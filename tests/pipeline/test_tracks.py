@@ -176,9 +176,7 @@ def test_tracks_land_in_the_prediction_arrays_the_npz_writer_reads(served, video
     result = add_tracks(served, reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2)).key,
                         POINTS)
     assert all(isinstance(result.predictions[key], np.ndarray) for key in TRACK_KEYS)
-    missing = [key for key in TRACK_KEYS if key not in NPZ_KEYS]
-    if missing:
-        pytest.xfail(f"vggt_mv/viz/export.py NPZ_KEYS lacks {missing} (owned by another helper)")
+    assert set(TRACK_KEYS) <= set(NPZ_KEYS)
     saved = np.load(write_npz(tmp_path / "p.npz", result.predictions))
     for key in TRACK_KEYS:
         np.testing.assert_array_equal(saved[key], result.predictions[key])

@@ -3,7 +3,7 @@
 import sys
 import types
 
-from vggt_mv.serving.gpu import MAX_SECONDS, on_gpu, run_duration
+from vggt_mv.serving.gpu import MAX_SECONDS, TRACK_SECONDS, on_gpu, run_duration, track_duration
 
 
 def test_duration_grows_with_frames_and_cameras_and_is_capped():
@@ -26,3 +26,6 @@ def test_without_spaces_nothing_changes_and_with_it_the_call_is_wrapped(monkeypa
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     wrapped = on_gpu(None)(work)
     assert wrapped() == ("on gpu", "done") and requested["duration"] is run_duration
+    tracks = on_gpu(None, duration=track_duration)(lambda key, points, evt=None: "tracked")
+    assert tracks("0123456789abcdef", [[1, 2]]) == ("on gpu", "tracked") and requested["duration"] is track_duration
+    assert track_duration("0123456789abcdef", [[1, 2]], object()) == TRACK_SECONDS, "any handler arguments size it"

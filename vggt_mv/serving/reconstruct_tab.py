@@ -15,13 +15,16 @@ from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
-from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes,
-                              cached_reconstruction, counted, plan_run, run_stages)
+from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes, add_tracks,
+                              cached_reconstruction, counted, plan_run, resolve_query_points, run_stages,
+                              tracks_unavailable)
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
+from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
 from vggt_mv.viz.points import COLOR_MODES
-from vggt_mv.viz.previews import STRIP_PANELS, camera_rows
+from vggt_mv.viz.previews import STRIP_PANELS, camera_rows, reference_frame
 from vggt_mv.viz.scene import SceneOptions, build_scene
+from vggt_mv.viz.tracks import TRACK_KEYS
 
 SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
 MASK_HEAD_PREFIX = "aggregator.spatial_mask_head."
@@ -33,6 +36,7 @@ MAX_POINT_BUDGET = 2_000_000
 MODES = ("auto", "multi", "global")
 COLOURS = COLOR_MODES
 # Containers PyAV (FFmpeg) decodes that phones, cameras and editors write; the upload filter accepts exactly these.
+TRACKS_FILE = "tracks.npz"  # written beside a run's downloads when points are tracked after the run
 VIDEO_FILE_TYPES = [".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".3gp", ".ogv", ".wmv", ".flv", ".gif", ".y4m"]
 
@@ -260,25 +264,42 @@ def upload_previews(files) -> list[tuple[np.ndarray, str]]:
 
 
 def run(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
-        display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None):
+        display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None, query_points=None):
     """Reconstruct and prepare everything the tab shows: figure, strip, downloads (zip first), status, cache key."""
     *_, last = run_progressively(served, files, example_name, frames_per_camera, window_start, window_end,
-                                 offsets_text, mode, display, session_hash, max_total_frames, progress)
+                                 offsets_text, mode, display, session_hash, max_total_frames, progress, query_points)
     return last
 
 
+def checked_query_points(query_points) -> list:
+    """The request's query points as far as they can be checked before a frame exists (a list of at most
+    MAX_QUERY_POINTS finite [x, y] pairs; none: no tracks); the frame's bounds are checked once it is decoded."""
+    if query_points is None or (isinstance(query_points, (list, tuple)) and len(query_points) == 0):
+        return []
+    try:
+        resolve_query_points(query_points, 0, None)
+    except ReconstructionError as error:
+        raise UserFacingError(str(error)) from None
+    return list(query_points)
+
+
 def run_progressively(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
-                      display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None):
-    """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads."""
+                      display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None,
+                      query_points=None):
+    """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads.
+
+    With query points ([[x, y], ...] in pixels of the processed reference frame) the run carries their tracks; a
+    cached run gets them from its kept track context (track head only). Without, it shows no tracks."""
     options = display.scene_options()
+    points = checked_query_points(query_points)
     videos, example = resolve_videos(files, example_name)
     settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
                                       window=(float(window_start), float(window_end)),
                                       offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
-                                      max_total_frames=max_total_frames)
+                                      max_total_frames=max_total_frames, query_points=tuple(points))
     updates = run_stages(served, videos, settings, lambda result: session_folder(session_hash) / result.key,
-                         render=lambda result: render(result, display), example=example, progress=progress,
-                         options=options)
+                         render=lambda result: render(tracks_as_asked(result, settings), display), example=example,
+                         progress=progress, options=options)
     try:
         first = next(updates)
         figure, strip = first.view
@@ -289,11 +310,29 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
         final = next(updates)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
-    outputs = final.outputs
-    downloads = [str(outputs["zip"]), str(outputs["glb"]), str(outputs["npz"]), str(outputs["cameras"])]
-    downloads += [str(path) for path in outputs["ply"]]
-    yield figure, strip, downloads, status_text(served, final.result, final.stages, ignored=ignored,
-                                                display=display), key
+    yield figure, strip, downloads_in(final.outputs["zip"].parent), status_text(
+        served, final.result, final.stages, ignored=ignored, display=display), key
+
+
+def tracks_as_asked(result: Reconstruction, settings: ReconstructionSettings) -> Reconstruction:
+    """A run shows (and writes) only the tracks its request asked for: a cached run's earlier ones are dropped."""
+    if not settings.wants_tracks():
+        forget_tracks(result)
+    return result
+
+
+def forget_tracks(result: Reconstruction) -> None:
+    """Remove a run's tracks from its predictions."""
+    for name in TRACK_KEYS:
+        result.predictions.pop(name, None)
+
+
+def downloads_in(folder: Path) -> list[str]:
+    """A run folder's downloads in the order the tab lists them: the zip first, then GLB, NPZ, cameras.json, the
+    tracks added after the run (when there are), one PLY per time step."""
+    names = ["downloads.zip", "scene.glb", "predictions.npz", "cameras.json", TRACKS_FILE]
+    files = [folder / name for name in names if (folder / name).is_file()]
+    return [str(path) for path in files + sorted((folder / "ply").glob("points_t*.ply"))]
 
 
 def upload_preview_update(files) -> dict:
@@ -344,6 +383,105 @@ def redraw_strip(key: str | None, strip_step) -> object:
         return gr.skip()
     last = result.clip.grid[0] - 1
     return camera_gallery(result, whole_number(strip_step, "strip time step", 0, last))
+
+
+def track_point(served, key: str | None, points: list, index, display: DisplayChoices, strip_step,
+                session_hash: str | None):
+    """A click on the reference frame (Gradio's select index [x, y], in its pixels): the session's points plus this
+    one, tracked from the cached run (track head only); what track_view returns, and the new point list."""
+    if not isinstance(index, (list, tuple)) or len(index) != 2:
+        raise UserFacingError("click on the reference frame's image itself to track a point")
+    wanted = list(points or []) + [list(index)]
+    if len(wanted) > MAX_QUERY_POINTS:
+        raise UserFacingError(f"at most {MAX_QUERY_POINTS} points can be tracked at once; clear the tracks first")
+    return track_view(served, key, display, strip_step, session_hash, query_points=wanted)
+
+
+def track_grid(served, key: str | None, count, display: DisplayChoices, strip_step, session_hash: str | None):
+    """'Track a grid of K points' over the reference frame's real pixels; later clicks add to the grid."""
+    whole_number(count, "track grid", 1, MAX_QUERY_POINTS)
+    return track_view(served, key, display, strip_step, session_hash, track_grid=int(float(count)))
+
+
+def track_view(served, key: str | None, display: DisplayChoices, strip_step, session_hash: str | None,
+               query_points=(), track_grid: int = 0):
+    """Add tracks to the cached run without re-running it (or say why it cannot), then redraw from the cache:
+    (scene, strip, reference frame, tracks status, downloads, the tracked points)."""
+    result = cached_result(key)
+    if result is None:
+        raise UserFacingError("run a reconstruction first, then click its reference frame")
+    options = display.scene_options()
+    step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
+    reason = tracks_unavailable(key)
+    if reason is not None:
+        raise UserFacingError(f"cannot add tracks to this run without running it again: {reason}")
+    stages = StageTimes()
+    try:
+        with stages.stage("tracks"):
+            add_tracks(served, key, query_points, track_grid)
+    except ReconstructionError as error:
+        raise UserFacingError(str(error)) from None
+    with stages.stage("scene"):
+        figure = move_frames_into_layout(build_scene(result.predictions, options))
+        strip = camera_gallery(result, step)
+    with stages.stage("files"):
+        downloads = write_tracks_file(result, session_hash)
+    points = result.predictions["query_points"].tolist()
+    return figure, strip, reference_frame(result.predictions), tracks_status(result, stages), downloads, points
+
+
+def clear_tracks(key: str | None, display: DisplayChoices, strip_step, session_hash: str | None):
+    """'Clear tracks': the run without tracks, drawn again from the cache (same outputs as track_view)."""
+    result = cached_result(key)
+    if result is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), []
+    options = display.scene_options()
+    step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
+    forget_tracks(result)
+    downloads = write_tracks_file(result, session_hash)
+    return (move_frames_into_layout(build_scene(result.predictions, options)), camera_gallery(result, step),
+            reference_frame(result.predictions), tracks_status(result), downloads, [])
+
+
+def write_tracks_file(result: Reconstruction, session_hash: str | None):
+    """tracks.npz (the NPZ's track arrays) beside the run's downloads, or removed with the tracks; the new list of
+    downloads (unchanged when the session has no downloads of this run)."""
+    folder = SESSIONS_ROOT / session_folder_name(session_hash) / result.key
+    if not (is_session_folder(folder.parent) and folder.is_dir() and not folder.is_symlink()):
+        return gr.skip()
+    target = folder / TRACKS_FILE
+    if "track" in result.predictions:
+        np.savez(target, **{name: result.predictions[name] for name in TRACK_KEYS if name in result.predictions})
+    else:
+        target.unlink(missing_ok=True)
+    return downloads_in(folder)
+
+
+def tracks_status(result: Reconstruction, stages: StageTimes | None = None) -> str:
+    """The line under the reference frame: how to add tracks, what is tracked and how (never an aggregator run),
+    or why tracks cannot be added from the cache."""
+    reason = tracks_unavailable(result.key)
+    predictions = result.predictions
+    if "track" not in predictions:
+        if reason is not None:
+            return f"⚠️ Tracks cannot be added without running the model again: {reason}."
+        return ("Click the reference frame to track a point through every frame, or track a grid; the track head "
+                "runs alone on what this run kept (the aggregator does not run again).")
+    steps, cameras, count = predictions["track"].shape[:3]
+    line = f"**{counted(count, 'track')}** through {steps} x {cameras} frames"
+    if stages is not None:
+        line += f": track head only, from the run's kept context (no aggregator run): {stages.describe()}"
+    hidden = float((predictions["vis"] < 0.5).mean())
+    return line + f". {hidden:.0%} of the tracked positions are hidden (vis < 0.5; faded in the strip)."
+
+
+def track_controls_after_run(key: str | None) -> tuple:
+    """After a run: the reference frame to click (with the run's tracks), the tracks status, the tracked points."""
+    result = cached_reconstruction(key) if key is not None else None
+    if result is None:
+        return gr.skip(), gr.skip(), []
+    points = result.predictions["query_points"].tolist() if "query_points" in result.predictions else []
+    return reference_frame(result.predictions), tracks_status(result), points
 
 
 def strip_heading() -> str:
@@ -400,4 +538,9 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
         lines.append(f"- {RANDOM_MASK_NOTE}")
     if display is not None and not display.depth_edges:
         lines.append("- Depth-edge points are kept (the filter is off) in the scene and the downloads.")
+    if "track" in result.predictions:
+        track_steps, track_cameras, count = result.predictions["track"].shape[:3]
+        how = "track head only, from the kept context" if "inference" not in seconds else "with this run"
+        lines.append(f"- Tracks: {counted(count, 'query point')} followed through {track_steps} x {track_cameras} "
+                     f"frames ({how}); `track`, `vis`, `conf` and `track_world_points` are in the NPZ.")
     return "\n".join(lines)

@@ -11,6 +11,9 @@ NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
     extrinsic [T, N, 3, 4] (world-to-camera, OpenCV)     intrinsic [T, N, 3, 3] (pixels)
     times [T] seconds on the common clock (when known)
     gt_extrinsic, gt_intrinsic (examples only) as extrinsic/intrinsic
+    tracks (only when points were tracked; K query points of the reference frame t=0, n=0):
+    query_points [K, 2] pixels (x, y)     track [T, N, K, 2] pixels in each frame
+    vis, conf [T, N, K]     track_world_points [T, N, K, 3] (tracked pixels unprojected; NaN without depth there)
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import trimesh
 
 from vggt_mv.viz.cameras import camera_centers, default_frustum_depth, frustum_corners
 from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, select_points
+from vggt_mv.viz.tracks import TRACK_KEYS
 
 EXPORT_POINT_BUDGET = 1_000_000
 NPZ_KEYS = ("images", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask",
-            "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic")
+            "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic") + TRACK_KEYS
 
 
 def frustum_mesh(extrinsic: np.ndarray, intrinsic: np.ndarray, image_size_hw, depth: float, color: str) -> trimesh.Trimesh:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_mv.viz.points import DYNAMIC_COLORSCALE, pixel_dynamic_scores
+from vggt_mv.viz.tracks import HALO_WIDTH, STRIP_MARK_RADIUS, draw_track_marks, mark_frame, track_colors
 
 # A perceptually ordered ramp (dark blue -> teal -> yellow), sampled at 5 stops.
 PADDING_COLORS = np.array([[205, 205, 205], [160, 160, 160]], dtype=np.uint8)
@@ -46,9 +47,23 @@ def show_padding(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
 STRIP_PANELS = ("input", "depth", "confidence", "dynamic")
 
 
+def reference_frame(predictions: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 [H, W, 3]: camera 0's first processed frame at the model's pixel size (a click's pixel is a query
+    point's pixel), padding striped, each query point marked where it was clicked, in its track's colour and never
+    faded (the strip shows what the model made of it there)."""
+    image = (np.moveaxis(predictions["images"][0, 0], 0, -1) * 255).clip(0, 255).astype(np.uint8)
+    if "valid_mask" in predictions:
+        image = show_padding(image, predictions["valid_mask"][0, 0])
+    if "query_points" not in predictions:
+        return image
+    points = predictions["query_points"]
+    return draw_track_marks(image, points, None, track_colors(len(points)), STRIP_MARK_RADIUS, halo=HALO_WIDTH)
+
+
 def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.ndarray]:
     """One uint8 image per camera, [input | depth | confidence | dynamic] at `time_step`, padding striped; the
-    dynamic score is the per-patch mask at its fixed 0..1 range, each patch a block of its pixels."""
+    dynamic score is the per-patch mask at its fixed 0..1 range, each patch a block of its pixels; tracked points
+    are dots on the input, faded where the track head says they are hidden (vis)."""
     dynamic = pixel_dynamic_scores(predictions, [time_step])[0]
     rows = []
     for camera in range(predictions["depth"].shape[1]):
@@ -60,6 +75,7 @@ def camera_rows(predictions: dict[str, np.ndarray], time_step: int) -> list[np.n
         confidence = colorize(np.where(valid, np.log(np.maximum(predictions["depth_conf"][time_step, camera], 1e-6)),
                                        np.nan))
         motion = colorize(np.where(valid, dynamic[camera], np.nan), 0.0, 1.0, DYNAMIC_RAMP)
-        panels = (image, depth, confidence, motion)
-        rows.append(np.concatenate([show_padding(panel, valid) for panel in panels], axis=1))
+        panels = [show_padding(panel, valid) for panel in (image, depth, confidence, motion)]
+        panels[0] = mark_frame(panels[0], predictions, time_step, camera, STRIP_MARK_RADIUS, HALO_WIDTH)
+        rows.append(np.concatenate(panels, axis=1))
     return rows

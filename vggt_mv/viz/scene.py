@@ -3,7 +3,8 @@ that moves along that camera's trajectory, optional ground truth, and one animat
 
 Everything that changes with the time step is an AnimatedLayer: its traces as drawn at step 0, and what each
 frame replaces in them. The points' arrays are sent once (frames only switch steps on and off), so the payload is
-the same in every player mode. A new layer (tracks, say) is one more entry in `animated_layers`.
+the same in every player mode. Tracks (when points were tracked) are one more layer: one polyline per (track,
+camera) that grows with the player, in the track's colour.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vggt_mv.viz.depth_edges import DEFAULT_EDGE_THRESHOLD
 from vggt_mv.viz.player import (PLAYER_MARGIN_PX, PLAYER_MODE_LABELS, PLAYER_MODES, frame_name, player_controls,
                                 visible_steps)
 from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, PointSelection, point_colors, select_points
+from vggt_mv.viz.tracks import track_polylines
 
 DEFAULT_POINT_BUDGET = 200_000
 SCENE_HEIGHT_PX = 640  # gr.Plot's own default leaves the 3D view too small once the player sits below it
@@ -158,9 +160,26 @@ def frustum_layer(extrinsics: np.ndarray, intrinsics: np.ndarray, image_size_hw,
                                                 for camera in range(num_cameras)])
 
 
+def tracks_layer(world_points: np.ndarray, visibility: np.ndarray | None, player_mode: str) -> AnimatedLayer:
+    """Every track as one polyline per camera (track_polylines), up to the current step ("all": every step), each
+    vertex in its track's colour; frames carry plain lists, as the frustums' do."""
+    count, last = world_points.shape[2], world_points.shape[0] - 1
+
+    def lines(step: int) -> dict:
+        polylines = track_polylines(world_points, last if player_mode == "all" else step, visibility)
+        colors = polylines.vertex_colors()
+        # markers too: at step 0 a track is a single vertex, which a line alone does not draw
+        return {**_line_coordinates(to_display(polylines.xyz)), "line": {"color": colors, "width": 4},
+                "marker": {"color": colors, "size": 2.5}}
+
+    initial = go.Scatter3d(**lines(0), mode="lines+markers", name=f"tracks ({count})", legendgroup="tracks",
+                           connectgaps=False, hoverinfo="name")
+    return AnimatedLayer([initial], lambda step: [go.Scatter3d(**lines(step))])
+
+
 def animated_layers(predictions: dict[str, np.ndarray], options: SceneOptions, selection: PointSelection,
                     colours: dict, depth: float) -> list[AnimatedLayer]:
-    """Every layer that moves with the player: points, predicted frustums, ground-truth frustums."""
+    """Every layer that moves with the player: points, predicted frustums, ground-truth frustums, tracks."""
     num_steps, num_cameras = predictions["world_points"].shape[:2]
     image_size = predictions["images"].shape[-2:]
     palette = [CAMERA_PALETTE[camera % len(CAMERA_PALETTE)] for camera in range(num_cameras)]
@@ -175,6 +194,8 @@ def animated_layers(predictions: dict[str, np.ndarray], options: SceneOptions, s
                                     [f"ground truth {camera}" for camera in range(num_cameras)],
                                     ["#7f7f7f"] * num_cameras, group=lambda camera: "ground truth", dash="dash",
                                     show_legend=lambda camera: camera == 0))
+    if "track_world_points" in predictions:
+        layers.append(tracks_layer(predictions["track_world_points"], predictions.get("vis"), options.player_mode))
     return layers
 
 

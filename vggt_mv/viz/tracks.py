@@ -16,9 +16,15 @@ import numpy as np
 from plotly.colors import qualitative
 
 TRACK_PALETTE = tuple(qualitative.Dark24)
+# What a run's predictions hold once points are tracked (vggt_mv.pipeline.store_tracks), all or none of them.
+TRACK_KEYS = ("query_points", "track", "vis", "conf", "track_world_points")
 # Below this visibility the tracked pixel shows an occluder, not the tracked point, so its depth is not the point's.
 MIN_VISIBILITY = 0.5
 MARK_RADIUS = 3.0
+# In the app's strip (four 518-wide panels shown a third that size) and reference frame a dot needs to be larger,
+# and a white ring keeps a dark track visible on a dark surface.
+STRIP_MARK_RADIUS = 6.0
+HALO_WIDTH = 1.5
 MIN_MARK_ALPHA = 0.2
 
 
@@ -75,12 +81,16 @@ def track_polylines(world_points: np.ndarray, up_to: int, visibility: np.ndarray
 
 def draw_track_marks(image: np.ndarray, pixels: np.ndarray, visibility: np.ndarray | None = None,
                      colors: np.ndarray | None = None, radius: float = MARK_RADIUS,
-                     min_alpha: float = MIN_MARK_ALPHA) -> np.ndarray:
+                     min_alpha: float = MIN_MARK_ALPHA, halo: float = 0.0) -> np.ndarray:
     """A copy of image [H, W, 3] (uint8, or float in [0, 1]) as uint8 with a dot per track at pixels [K, 2].
 
     Each dot is anti-aliased, in its track's colour, and as opaque as the track's visibility there (never below
-    `min_alpha`, so a hidden track stays findable); pixels that are not finite or fall outside are skipped.
+    `min_alpha`, so a hidden track stays findable); pixels that are not finite or fall outside are skipped. With
+    `halo` each dot sits on a white ring that much wider, as faded as the dot.
     """
+    if halo > 0:
+        white = np.full((len(pixels), 3), 255, dtype=np.uint8)
+        image = draw_track_marks(image, pixels, visibility, white, radius + halo, min_alpha)
     canvas = np.asarray(image)
     if canvas.dtype != np.uint8:
         canvas = np.clip(np.round(canvas * 255), 0, 255).astype(np.uint8)
@@ -105,9 +115,9 @@ def draw_track_marks(image: np.ndarray, pixels: np.ndarray, visibility: np.ndarr
 
 
 def mark_frame(image: np.ndarray, predictions: dict[str, np.ndarray], time_step: int, camera: int,
-               radius: float = MARK_RADIUS) -> np.ndarray:
+               radius: float = MARK_RADIUS, halo: float = 0.0) -> np.ndarray:
     """The strip image of (time_step, camera) with every track's dot there, faded where vis is low."""
     if "track" not in predictions:
         return np.asarray(image) if np.asarray(image).dtype == np.uint8 else draw_track_marks(image, np.zeros((0, 2)))
     return draw_track_marks(image, predictions["track"][time_step, camera], predictions["vis"][time_step, camera],
-                            track_colors(predictions["track"].shape[2]), radius)
+                            track_colors(predictions["track"].shape[2]), radius, halo=halo)

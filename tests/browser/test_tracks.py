@@ -1,0 +1,98 @@
+"""Tracks in real Chromium: a click on the reference frame tracks that pixel from the cached run (the track head
+alone: the status shows a "tracks" stage and no "inference"), the scene gains a "tracks" trace that grows with the
+player, and the strip is marked; screenshots land in out/screenshots/."""
+
+import pytest
+
+from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, choose  # noqa: F401 (fixture)
+from tests.browser.test_player import click_slider_at
+from tests.support.app_server import running_app
+
+pytestmark = pytest.mark.slow
+
+PLOT = "#scene .js-plotly-plot"
+# The scene's tracks traces: their names and how many finite vertices each frame gives them.
+TRACKS_STATE = """(selector) => {
+  const gd = document.querySelector(selector);
+  if (!gd || !gd.data) return null;
+  const index = gd.data.findIndex(t => (t.name || "").startsWith("tracks"));
+  if (index < 0) return {names: [], perFrame: []};
+  const frames = (gd._transitionData && gd._transitionData._frames) || [];
+  const perFrame = frames.map(f => {
+    const update = f.data[f.traces.indexOf(index)];
+    return update ? update.x.filter(v => v !== null).length : -1;
+  });
+  return {names: gd.data.filter(t => (t.name || "").startsWith("tracks")).map(t => t.name), perFrame: perFrame};
+}"""
+# Where, on the page, pixel (x, y) of the reference frame is drawn (Gradio maps a click back the same way).
+PIXEL_ON_PAGE = """([x, y]) => {
+  const img = document.querySelector("#reference-frame img");
+  if (!img || !img.naturalWidth) return null;
+  const box = img.getBoundingClientRect();
+  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight, 1);
+  const left = box.left + (box.width - img.naturalWidth * scale) / 2;
+  const top = box.top + (box.height - img.naturalHeight * scale) / 2;
+  return {x: left + (x + 0.5) * scale, y: top + (y + 0.5) * scale, natural: [img.naturalWidth, img.naturalHeight]};
+}"""
+
+
+def strip_sources(page) -> list[str]:
+    """The strip images' sources (they change when the strip is drawn again)."""
+    return page.locator("#camera-strip img").evaluate_all("images => images.map(i => i.src)")
+
+
+def click_reference_pixel(page, x: int, y: int) -> None:
+    """Click pixel (x, y) of the reference frame, as a user aims at it."""
+    page.locator("#reference-frame img").scroll_into_view_if_needed()
+    where = page.evaluate(PIXEL_ON_PAGE, [x, y])
+    assert where is not None and where["natural"] == [518, 294], "the reference frame is at the model's pixel size"
+    page.mouse.click(where["x"], where["y"])
+
+
+def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggregator(browser):  # noqa: F811
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_app() as (url, _):
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(url)
+        choose(page, "…or an example (uploads win)", "rig-three-cameras")
+        frames = page.locator("#frames input[type=number]")
+        frames.fill("3")
+        frames.press("Enter")
+        page.locator("#plan", has_text="3 time steps x 3 cameras").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Reconstruct").click()
+        page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
+                               " && gd._transitionData._frames.length === 3; }", timeout=240_000)
+        page.locator("#run-status li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
+        page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
+        assert page.evaluate(TRACKS_STATE, PLOT)["names"] == []
+        before = strip_sources(page)
+
+        click_reference_pixel(page, 150, 140)
+        page.locator("#tracks-status", has_text="1 track").wait_for(timeout=120_000)
+        page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names.length === 1", timeout=60_000)
+        state = page.evaluate(TRACKS_STATE, PLOT)
+        assert state["names"] == ["tracks (1)"]
+        assert state["perFrame"][-1] > state["perFrame"][0] > 0, f"the track grows with the player: {state}"
+        tracks_status = page.locator("#tracks-status").inner_text()
+        assert "track head only" in tracks_status and "tracks " in tracks_status
+        assert "inference" not in tracks_status, "a click must not run the aggregator again"
+        page.wait_for_function("(before) => { const now = [...document.querySelectorAll('#camera-strip img')]"
+                               ".map(i => i.src); return now.length === before.length &&"
+                               " now.some((src, i) => src !== before[i]); }", arg=before, timeout=30_000)
+
+        click_reference_pixel(page, 380, 90)
+        page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names[0] === 'tracks (2)'", timeout=120_000)
+        assert "2 tracks" in page.locator("#tracks-status").inner_text()
+        page.locator("#reference-frame").screenshot(path=str(SCREENSHOTS / "tracks-reference-frame.png"))
+        page.locator("#camera-strip").screenshot(path=str(SCREENSHOTS / "tracks-strip.png"))
+        page.evaluate("window.scrollTo(0, 0)")
+        page.get_by_label("up to this step (trail)").check()
+        page.wait_for_function(f"() => document.querySelector({PLOT!r}).layout.title.text.startsWith('up to')",
+                               timeout=60_000)
+        click_slider_at(page, 2)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SCREENSHOTS / "tracks-app-two-clicks.png"))
+
+        page.get_by_role("button", name="Clear tracks").click()
+        page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names.length === 0", timeout=60_000)
+        page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=30_000)
