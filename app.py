@@ -59,11 +59,11 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             return_freed_memory()
 
     def redraw(key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges, max_dynamic,
-               show_ground_truth):
+               show_ground_truth, request: gr.Request = None):
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
-            return reconstruct_tab.redraw(key, display)
+            return reconstruct_tab.redraw(key, display, getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
@@ -107,9 +107,12 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
-    def redraw_strip(key, strip_step):
+    def track_controls_after_run(key, request: gr.Request = None):
+        return reconstruct_tab.track_controls_after_run(key, getattr(request, "session_hash", None))
+
+    def redraw_strip(key, strip_step, request: gr.Request = None):
         try:
-            return reconstruct_tab.redraw_strip(key, strip_step)
+            return reconstruct_tab.redraw_strip(key, strip_step, getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
@@ -188,8 +191,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                    [scene, strip, downloads, status, key], api_name="reconstruct")
             run.success(reconstruct_tab.display_control_updates, key, [strip_step, show_ground_truth],
                         api_visibility="private")
-            run.success(reconstruct_tab.track_controls_after_run, key, [reference, tracks_status, points],
-                        api_visibility="private")
+            run.success(track_controls_after_run, key, [reference, tracks_status, points], api_visibility="private")
             display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges,
                               max_dynamic, show_ground_truth]
             track_inputs = [key, points, strip_step] + display_inputs[1:]

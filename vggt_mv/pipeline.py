@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +30,7 @@ from vggt_mv.tracking import (MAX_QUERY_POINTS, QueryPointError, check_query_poi
 from vggt_mv.viz.colmap import write_colmap_models
 from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
 from vggt_mv.viz.scene import SceneOptions
+from vggt_mv.viz.tracks import TRACK_KEYS
 
 Progress = Callable[[float, str], None]
 CACHE_SIZE = 4
@@ -140,7 +141,11 @@ class RunPlan:
 
 @dataclass
 class Reconstruction:
-    """Predictions of one run ([T, N] numpy arrays) and how they were made."""
+    """Predictions of one run ([T, N] numpy arrays) and how they were made.
+
+    A cached Reconstruction never holds tracks (every session shares it); one with tracks is a view of it made by
+    `with_tracks`, owned by the request or session that asked for them.
+    """
 
     predictions: dict[str, np.ndarray]
     clip: MultiViewClip
@@ -304,8 +309,9 @@ def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettin
                 stages: StageTimes | None = None) -> Reconstruction:
     """Decode T steps from each video, run VGGT_MV, return [T, N] predictions (cached by content).
 
-    With query points (or a track grid) in the settings the run also carries tracks; a cached run gets them from
-    its kept track context (track head only), and is run again only when that context was dropped.
+    With query points (or a track grid) in the settings the answer is a view of the run with those tracks (the
+    cache keeps the run without them); a cached run gets them from its kept track context (track head only), and
+    is run again only when that context was dropped.
     """
     settings = settings or ReconstructionSettings()
     progress = progress or (lambda fraction, message: None)
@@ -326,11 +332,12 @@ def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettin
             progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
             clip = decode_clip(plan.clip)
             if settings.wants_tracks():
-                resolve_query_points(settings.query_points, settings.track_grid, clip.valid_mask_grid()[0, 0])
+                points = resolve_query_points(settings.query_points, settings.track_grid,
+                                              clip.valid_mask_grid()[0, 0])
     if not run_model:
-        if settings.wants_tracks() and key in _track_contexts:
+        if settings.wants_tracks():
             with stages.stage("tracks"):
-                add_tracks(served, key, settings.query_points, settings.track_grid)
+                return add_tracks(served, key, settings.query_points, settings.track_grid)
         return cached
     with stages.stage("inference"):
         progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
@@ -352,19 +359,17 @@ def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettin
             evicted, _ = _cache.popitem(last=False)
             _track_contexts.pop(evicted, None)
         keep_track_context(served, result, context)
-    if settings.wants_tracks():
-        with stages.stage("tracks"):
-            add_tracks(served, key, settings.query_points, settings.track_grid)
-        result.seconds = dict(stages.seconds)
-    return result
+    if not settings.wants_tracks():
+        return result
+    with stages.stage("tracks"), out_of_memory_as_message("try fewer query points"), served.lock:
+        tracks = predict_tracks(served.model, context, points)  # this run's own context, kept or not
+    return replace(with_tracks(result, track_arrays(result.predictions, points, tracks)),
+                   seconds=dict(stages.seconds))
 
 
 def needs_model_for_tracks(cached: Reconstruction, settings: ReconstructionSettings) -> bool:
-    """A cached run must run again only to add tracks it cannot get from a kept context (and does not have)."""
-    if not settings.wants_tracks() or cached.key in _track_contexts:
-        return False
-    wanted = resolve_query_points(settings.query_points, settings.track_grid, cached.predictions["valid_mask"][0, 0])
-    return not np.array_equal(cached.predictions.get("query_points"), wanted)
+    """A cached run must run again only to get tracks its kept context can no longer give (the cache holds none)."""
+    return settings.wants_tracks() and cached.key not in _track_contexts
 
 
 def keep_track_context(served, result: Reconstruction, context: TrackContext | None) -> None:
@@ -419,9 +424,9 @@ def add_tracks(served, key: str, query_points=(), track_grid: int = 0) -> Recons
     """Follow query points (or a grid) of a cached run through all T x N frames with the track head only.
 
     Never re-runs the aggregator: when the run's track context is gone the message says why and to run again.
-    Stores query_points [K, 2], track [T, N, K, 2], vis and conf [T, N, K] and track_world_points [T, N, K, 3]
-    (tracked pixels unprojected with each frame's predicted depth and camera) in the run's predictions, replacing
-    earlier tracks.
+    Returns a new view of the cached run (see with_tracks) whose predictions also hold query_points [K, 2], track
+    [T, N, K, 2], vis and conf [T, N, K] and track_world_points [T, N, K, 3] (tracked pixels unprojected with each
+    frame's predicted depth and camera); the cached run itself is never changed, as every session shares it.
     """
     result = cached_reconstruction(key)
     if result is None:
@@ -434,19 +439,32 @@ def add_tracks(served, key: str, query_points=(), track_grid: int = 0) -> Recons
                                       f"{result.tracks_unavailable or 'its track context was not kept'}")
         if tag != served_model_tag(served):
             raise ReconstructionError("the served weights changed since this run; run it again to add tracks")
-        store_tracks(result.predictions, points, predict_tracks(served.model, context, points))
-    return result
+        tracks = predict_tracks(served.model, context, points)
+    return with_tracks(result, track_arrays(result.predictions, points, tracks))
 
 
-def store_tracks(predictions: dict[str, np.ndarray], points: np.ndarray, tracks: dict[str, np.ndarray]) -> None:
-    """Put a new set of tracks (and their world points, when depth and cameras were predicted) into predictions."""
-    new = {"query_points": points, **tracks}
+def track_arrays(predictions: dict[str, np.ndarray], points: np.ndarray,
+                 tracks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The TRACK_KEYS arrays of one set of tracks: the head's outputs, the query points and (when depth and cameras
+    were predicted) the tracked pixels' world points."""
+    arrays = {"query_points": points, **tracks}
     if {"depth", "extrinsic", "intrinsic"} <= set(predictions):
-        new["track_world_points"] = unproject_tracks(tracks["track"], predictions["depth"], predictions["extrinsic"],
-                                                     predictions["intrinsic"], predictions.get("valid_mask"))
-    else:
-        predictions.pop("track_world_points", None)
-    predictions.update(new)
+        arrays["track_world_points"] = unproject_tracks(tracks["track"], predictions["depth"],
+                                                        predictions["extrinsic"], predictions["intrinsic"],
+                                                        predictions.get("valid_mask"))
+    return arrays
+
+
+def with_tracks(result: Reconstruction, tracks: dict[str, np.ndarray]) -> Reconstruction:
+    """A view of a run carrying exactly these tracks (none for {}): its own predictions dict, sharing the run's
+    arrays, so the run (cached, shared by every session) is left as it was."""
+    untracked = {name: array for name, array in result.predictions.items() if name not in TRACK_KEYS}
+    return replace(result, predictions={**untracked, **{name: tracks[name] for name in TRACK_KEYS if name in tracks}})
+
+
+def tracks_of(result: Reconstruction) -> dict[str, np.ndarray]:
+    """The track arrays a run's view carries ({} without tracks)."""
+    return {name: result.predictions[name] for name in TRACK_KEYS if name in result.predictions}
 
 
 def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOptions | None = None,

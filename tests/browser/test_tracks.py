@@ -1,6 +1,7 @@
 """Tracks in real Chromium: a click on the reference frame tracks that pixel from the cached run (the track head
 alone: the status shows a "tracks" stage and no "inference"), the scene gains a "tracks" trace that grows with the
-player, and the strip is marked; screenshots land in out/screenshots/."""
+player, and the strip is marked; another visitor on the same example sees none of them; screenshots land in
+out/screenshots/."""
 
 import pytest
 
@@ -49,20 +50,25 @@ def click_reference_pixel(page, x: int, y: int) -> None:
     page.mouse.click(where["x"], where["y"])
 
 
+def run_example(page, steps: int) -> None:
+    """Open the app's page (already at its url) and reconstruct the bundled example at T=steps, downloads written."""
+    choose(page, "…or an example (uploads win)", "rig-three-cameras")
+    frames = page.locator("#frames input[type=number]")
+    frames.fill(str(steps))
+    frames.press("Enter")
+    page.locator("#plan", has_text=f"{steps} time steps x 3 cameras").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Reconstruct").click()
+    page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
+                           f" && gd._transitionData._frames.length === {steps}; }}", timeout=240_000)
+    page.locator("#run-status li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
+
+
 def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggregator(browser):  # noqa: F811
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app() as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(url)
-        choose(page, "…or an example (uploads win)", "rig-three-cameras")
-        frames = page.locator("#frames input[type=number]")
-        frames.fill("3")
-        frames.press("Enter")
-        page.locator("#plan", has_text="3 time steps x 3 cameras").wait_for(timeout=60_000)
-        page.get_by_role("button", name="Reconstruct").click()
-        page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
-                               " && gd._transitionData._frames.length === 3; }", timeout=240_000)
-        page.locator("#run-status li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
+        run_example(page, 3)
         page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
         assert page.evaluate(TRACKS_STATE, PLOT)["names"] == []
         before = strip_sources(page)
@@ -92,6 +98,21 @@ def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggre
         click_slider_at(page, 2)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SCREENSHOTS / "tracks-app-two-clicks.png"))
+
+        visitor = browser.new_context(viewport=VIEWPORT)  # another visitor (its own session), same example
+        other = visitor.new_page()
+        run_example(other, 3)
+        other.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
+        assert other.evaluate(TRACKS_STATE, PLOT)["names"] == [], "the first session's tracks leaked"
+        other.get_by_label("up to this step (trail)").check()  # a redraw of the shared cached run
+        other.wait_for_function(f"() => document.querySelector({PLOT!r}).layout.title.text.startsWith('up to')",
+                                timeout=60_000)
+        assert other.evaluate(TRACKS_STATE, PLOT)["names"] == [], "the first session's tracks leaked into a redraw"
+        visitor.close()  # that session ends (unload): this one's tracks stay
+        page.get_by_label("all steps").check()  # this session's own redraw still has its tracks
+        page.wait_for_function(f"() => document.querySelector({PLOT!r}).layout.title.text.startsWith('all')",
+                               timeout=60_000)
+        assert page.evaluate(TRACKS_STATE, PLOT)["names"] == ["tracks (2)"]
 
         page.get_by_role("button", name="Clear tracks").click()
         page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names.length === 0", timeout=60_000)

@@ -1,4 +1,5 @@
-"""Tracks on a cached run: the track head alone from the kept context, bounded memory, hostile query points."""
+"""Tracks on a cached run: the track head alone from the kept context, a view that leaves the shared cached run
+untouched, bounded memory, hostile query points."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from vggt_mv import pipeline
 from vggt_mv.geometry import unproject_depth_map_to_point_map
 from vggt_mv.inference import predict
 from vggt_mv.pipeline import (ReconstructionError, ReconstructionSettings, add_tracks, clear_cache,
-                              estimate_track_context_bytes, kept_track_context_bytes, reconstruct, tracks_unavailable)
+                              estimate_track_context_bytes, kept_track_context_bytes, reconstruct, tracks_unavailable,
+                              with_tracks)
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings
 from vggt_mv.viz.export import NPZ_KEYS, write_npz
@@ -47,9 +49,11 @@ def videos(tmp_path_factory):
 def test_tracks_added_later_equal_tracks_from_one_forward_and_skip_the_aggregator(served, videos, aggregator_calls):
     result = reconstruct(served, videos[:2], ReconstructionSettings(frames_per_camera=2))
     assert aggregator_calls == [1] and tracks_unavailable(result.key) is None
-    assert add_tracks(served, result.key, POINTS) is result
+    view = add_tracks(served, result.key, POINTS)
     assert aggregator_calls == [1], "clicking points must not re-run the aggregator"
-    predictions = result.predictions
+    assert view is not result and view.key == result.key and view.clip is result.clip
+    assert not set(TRACK_KEYS) & set(result.predictions), "the cached run, shared by every session, holds no tracks"
+    predictions = view.predictions
     steps, cameras, height, width = predictions["valid_mask"].shape
     assert predictions["track"].shape == (steps, cameras, 3, 2)
     assert predictions["vis"].shape == predictions["conf"].shape == (steps, cameras, 3)
@@ -59,12 +63,21 @@ def test_tracks_added_later_equal_tracks_from_one_forward_and_skip_the_aggregato
     for name in ("track", "vis", "conf"):
         np.testing.assert_array_equal(predictions[name], expected[name])
     np.testing.assert_array_equal(predictions["track"][0, 0], np.float32(POINTS))  # the reference frame: the query
+    assert predictions["depth"] is result.predictions["depth"], "a view shares the run's arrays, it does not copy them"
+
+
+def test_two_sets_of_tracks_on_one_run_are_independent_views(served, videos):
+    result = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2))
+    one = add_tracks(served, result.key, POINTS[:1])
+    grid = add_tracks(served, result.key, track_grid=6)
+    assert one.predictions["track"].shape[2] == 1 and grid.predictions["track"].shape[2] > 1
+    assert pipeline.cached_reconstruction(result.key) is result and "track" not in result.predictions
+    assert "track" not in with_tracks(one, {}).predictions and "track" in one.predictions
 
 
 def test_track_world_points_use_each_frames_depth_and_camera(served, videos):
     result = reconstruct(served, videos[:2], ReconstructionSettings(frames_per_camera=2))
-    add_tracks(served, result.key, POINTS)
-    p = result.predictions
+    p = add_tracks(served, result.key, POINTS).predictions
     dense = unproject_depth_map_to_point_map(torch.from_numpy(p["depth"][0, 0]), torch.from_numpy(p["extrinsic"][0, 0]),
                                              torch.from_numpy(p["intrinsic"][0, 0])).numpy()
     at_queries = np.stack([dense[y, x] for x, y in POINTS])
@@ -75,9 +88,10 @@ def test_query_points_in_the_settings_give_tracks_without_changing_the_cache_key
     tracked = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2, query_points=((5, 5),)))
     assert tracked.predictions["track"].shape[2] == 1
     plain = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2))
-    assert plain is tracked and plain.key == tracked.key
+    assert plain is pipeline.cached_reconstruction(tracked.key) and plain.key == tracked.key
+    assert not set(TRACK_KEYS) & set(plain.predictions), "one request's tracks never reach the next one"
     grid = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2, track_grid=12))
-    assert grid is tracked and aggregator_calls == [1]
+    assert grid.key == tracked.key and aggregator_calls == [1] and "track" not in plain.predictions
     query = grid.predictions["query_points"]
     assert 1 < len(query) <= 12 and grid.predictions["track"].shape[2] == len(query)
     assert grid.predictions["valid_mask"][0, 0][np.round(query[:, 1]).astype(int), np.round(query[:, 0]).astype(int)].all()
@@ -95,8 +109,10 @@ def test_a_dropped_context_says_run_again_and_a_run_with_points_then_runs_the_mo
     again = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2, query_points=tuple(POINTS)))
     assert len(aggregator_calls) == 3 and again.predictions["track"].shape[2] == 3
     assert any("Ran the model again to add tracks" in note for note in again.notes)
+    assert "track" not in pipeline.cached_reconstruction(first.key).predictions
     same = reconstruct(served, videos[:1], ReconstructionSettings(frames_per_camera=2, query_points=tuple(POINTS)))
-    assert same is again and len(aggregator_calls) == 3
+    assert same.key == again.key and len(aggregator_calls) == 3, "the re-run kept its context: track head only"
+    np.testing.assert_array_equal(same.predictions["track"], again.predictions["track"])
 
 
 def test_kept_contexts_stay_within_the_budget_and_match_the_estimate(served, videos, monkeypatch):
@@ -113,6 +129,9 @@ def test_kept_contexts_stay_within_the_budget_and_match_the_estimate(served, vid
     big = reconstruct(served, videos[:2], ReconstructionSettings(frames_per_camera=3))
     with pytest.raises(ReconstructionError, match="exceed the .* kept for tracks"):
         add_tracks(served, big.key, POINTS)
+    with_points = reconstruct(served, videos[:2], ReconstructionSettings(frames_per_camera=3, query_points=((9, 9),)))
+    assert with_points.predictions["track"].shape[2] == 1, "as the message says, a run with the points gets them"
+    assert "track" not in pipeline.cached_reconstruction(big.key).predictions
 
 
 def test_changed_weights_or_an_evicted_run_are_refused_with_a_message(served, videos, monkeypatch):
@@ -143,7 +162,7 @@ def test_hostile_query_points_are_refused_and_the_server_keeps_serving(served, v
     for points, message in HOSTILE_POINTS:
         with pytest.raises(ReconstructionError, match=message):
             add_tracks(served, result.key, points)
-        assert not served.lock.locked() and "track" not in result.predictions
+        assert not served.lock.locked() and not set(TRACK_KEYS) & set(result.predictions)
     assert add_tracks(served, result.key, POINTS).predictions["track"].shape[2] == 3
     assert aggregator_calls == [1]
 
@@ -180,3 +199,15 @@ def test_tracks_land_in_the_prediction_arrays_the_npz_writer_reads(served, video
     saved = np.load(write_npz(tmp_path / "p.npz", result.predictions))
     for key in TRACK_KEYS:
         np.testing.assert_array_equal(saved[key], result.predictions[key])
+
+
+def test_a_run_with_points_writes_its_tracks_to_its_npz_and_a_plain_run_of_the_same_videos_none(served, videos,
+                                                                                               tmp_path):
+    settings = ReconstructionSettings(frames_per_camera=2, query_points=tuple(POINTS))
+    *_, tracked = pipeline.run_stages(served, videos[:1], settings, tmp_path / "a", render=lambda result: None)
+    assert np.load(tracked.outputs["npz"])["track"].shape[2] == 3
+    *_, plain = pipeline.run_stages(served, videos[:1], ReconstructionSettings(frames_per_camera=2), tmp_path / "b",
+                                    render=lambda result: None)
+    assert plain.result.key == tracked.result.key
+    assert not set(TRACK_KEYS) & set(np.load(plain.outputs["npz"]).files)
+    assert not set(TRACK_KEYS) & set(pipeline.cached_reconstruction(plain.result.key).predictions)

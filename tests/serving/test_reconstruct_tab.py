@@ -46,15 +46,15 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
     assert len(figure.layout.meta[FRAMES_META_KEY]) == 2, "the player's frames travel in the layout for gr.Plot"
     strip_step, ground_truth = reconstruct_tab.display_control_updates(key)
     assert strip_step["maximum"] == 1 and strip_step["value"] == 0 and ground_truth["visible"] is True
-    trail = redraw(key, DisplayChoices(player_mode="trail", color_by="camera"))
+    trail = redraw(key, DisplayChoices(player_mode="trail", color_by="camera"), "session-a")
     assert trail.layout.title.text.startswith("up to this step (trail): ")
-    later = redraw_strip(key, 1)
+    later = redraw_strip(key, 1, "session-a")
     assert [caption for _, caption in later] == [caption for _, caption in strip]
     assert not all(np.array_equal(a, b) for (a, _), (b, _) in zip(later, strip)), "the strip shows step 1 now"
     reconstruct_tab.remove_session_folder("session-a")
     assert not folder.exists()
     with pytest.raises(UserFacingError, match="run a reconstruction first"):
-        redraw("unknown", DisplayChoices())
+        redraw("unknown", DisplayChoices(), "session-a")
     with pytest.raises(UserFacingError, match="upload one video per camera"):
         run(served, None, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(), "session-b", 64)
 
@@ -193,8 +193,8 @@ def test_user_facing_messages_are_always_one_line():
 
 
 def test_display_controls_before_any_run_change_nothing_instead_of_showing_errors():
-    assert redraw(None, DisplayChoices(player_mode="all")) == {"__type__": "update"}
-    assert redraw_strip(None, 3) == {"__type__": "update"}
+    assert redraw(None, DisplayChoices(player_mode="all"), "s") == {"__type__": "update"}
+    assert redraw_strip(None, 3, "s") == {"__type__": "update"}
     assert reconstruct_tab.display_control_updates(None) == ({"__type__": "update"}, {"__type__": "update"})
 
 
@@ -221,9 +221,9 @@ def test_a_redraw_with_a_hostile_field_is_refused_in_one_line(served, tmp_path, 
     *_, key = run(served, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
                   "hostile-redraw", 64)
     with pytest.raises(UserFacingError, match="player mode must be one of"):
-        redraw(key, DisplayChoices(player_mode="../../etc"))
+        redraw(key, DisplayChoices(player_mode="../../etc"), "hostile-redraw")
     with pytest.raises(UserFacingError, match="strip time step must be a whole number from 0 to 0"):
-        redraw_strip(key, 5)
+        redraw_strip(key, 5, "hostile-redraw")
 
 
 def mask_head_report(status: str) -> SimpleNamespace:

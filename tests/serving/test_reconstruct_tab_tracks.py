@@ -28,8 +28,10 @@ def served():
 def fresh(tmp_path, monkeypatch):
     monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
     pipeline.clear_cache()
+    reconstruct_tab.SESSION_TRACKS.clear()
     yield
     pipeline.clear_cache()
+    reconstruct_tab.SESSION_TRACKS.clear()
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def tracks_trace_names(figure) -> list[str]:
 
 def test_clicks_track_points_from_the_cached_run_and_redraw_scene_strip_and_reference(served, aggregator_calls):
     _, strip_before, downloads_before, _, key = example_run(served)
-    reference, status, points = reconstruct_tab.track_controls_after_run(key)
+    reference, status, points = reconstruct_tab.track_controls_after_run(key, SESSION)
     assert reference.shape == (294, 518, 3) and points == [] and "Click the reference frame" in status
     figure, strip, reference, status, downloads, points = reconstruct_tab.track_point(
         served, key, points, [100, 150], DisplayChoices(point_budget=3000), 1, SESSION)
@@ -82,8 +84,9 @@ def test_a_grid_then_a_click_adds_to_it_and_clear_removes_every_track(served, ag
     *_, more = reconstruct_tab.track_point(served, key, points, [5, 5], DisplayChoices(point_budget=3000), 0, SESSION)
     assert more[:-1] == points and more[-1] == [5.0, 5.0]
     figure, _, reference, status, downloads, points = reconstruct_tab.clear_tracks(key, DisplayChoices(), 0, SESSION)
-    result = pipeline.cached_reconstruction(key)
-    assert points == [] and tracks_trace_names(figure) == [] and not set(TRACK_KEYS) & set(result.predictions)
+    shown = reconstruct_tab.session_result(key, SESSION)
+    assert points == [] and tracks_trace_names(figure) == [] and not set(TRACK_KEYS) & set(shown.predictions)
+    assert tracks_trace_names(reconstruct_tab.redraw(key, DisplayChoices(point_budget=3000), SESSION)) == []
     assert "Click the reference frame" in status and not any(p.endswith("tracks.npz") for p in downloads)
     assert aggregator_calls == [1]
 
@@ -105,7 +108,7 @@ def test_a_hostile_click_is_refused_in_one_line_and_the_tracks_stay(served, inde
     with pytest.raises(UserFacingError, match=phrase) as refused:
         reconstruct_tab.track_point(served, key, points, index, DisplayChoices(), 0, SESSION)
     assert "\n" not in str(refused.value) and len(str(refused.value)) < 200
-    assert pipeline.cached_reconstruction(key).predictions["track"].shape[2] == 1
+    assert reconstruct_tab.session_result(key, SESSION).predictions["track"].shape[2] == 1
     assert not served.lock.locked()
 
 
@@ -135,7 +138,7 @@ def test_a_run_whose_track_context_was_dropped_says_why_instead_of_running_again
     *_, key = example_run(served, steps=1)
     video = write_video(tmp_path / "other.mp4", frames=3, width=64, height=48)
     run(served, [str(video)], None, 1, 0.0, 1.0, "", "auto", DisplayChoices(), "other-session", 64)
-    assert "cannot be added without running the model again" in reconstruct_tab.track_controls_after_run(key)[1]
+    assert "cannot be added without running the model again" in reconstruct_tab.track_controls_after_run(key, SESSION)[1]
     with pytest.raises(UserFacingError, match="without running it again: its track features were dropped"):
         reconstruct_tab.track_point(served, key, [], [30, 30], DisplayChoices(), 0, SESSION)
     assert len(aggregator_calls) == 2, "no silent re-run"
@@ -148,7 +151,7 @@ def test_query_points_in_a_run_give_tracks_in_the_status_and_the_npz_and_a_plain
     assert "Tracks: 2 query points followed through 2 x 3 frames (with this run)" in status
     archive = np.load(next(path for path in downloads if path.endswith("predictions.npz")))
     assert archive["track"].shape == (2, 3, 2, 2) and archive["track_world_points"].shape == (2, 3, 2, 3)
-    _, _, points = reconstruct_tab.track_controls_after_run(key)
+    _, _, points = reconstruct_tab.track_controls_after_run(key, SESSION)
     assert points == [[50.0, 100.0], [300.0, 200.0]]
     figure, _, _, status, _ = example_run(served, query_points=[[10, 100]])
     assert tracks_trace_names(figure) == ["tracks (1)"] and "track head only, from the kept context" in status

@@ -16,8 +16,9 @@ from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
 from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes, add_tracks,
-                              cached_reconstruction, counted, plan_run, resolve_query_points, run_stages,
-                              tracks_unavailable)
+                              cached_reconstruction, counted, plan_run, resolve_query_points, run_stages, tracks_of,
+                              tracks_unavailable, with_tracks)
+from vggt_mv.serving.session_tracks import SessionTracks
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
 from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
@@ -27,6 +28,8 @@ from vggt_mv.viz.scene import SceneOptions, build_scene
 from vggt_mv.viz.tracks import TRACK_KEYS
 
 SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
+# What each session tracked, by session digest: the cached runs are shared, so they never hold tracks.
+SESSION_TRACKS = SessionTracks()
 MASK_HEAD_PREFIX = "aggregator.spatial_mask_head."
 RANDOM_MASK_NOTE = ("The spatial mask head's weights are random: the 'dynamic' colour, the dynamic filter and the "
                     "strip's dynamic panel show noise, not the model's motion segmentation.")
@@ -212,7 +215,8 @@ def forget_earlier_runs(session_hash: str | None) -> None:
 
 
 def remove_session_folder(session_hash: str | None) -> None:
-    """Forget a session's files; anything that is not one of our session folders is left alone."""
+    """Forget a session's files and tracks; anything that is not one of our session folders is left alone."""
+    SESSION_TRACKS.drop(session_folder_name(session_hash))
     folder = SESSIONS_ROOT / session_folder_name(session_hash)
     if is_session_folder(folder):
         shutil.rmtree(folder, ignore_errors=True)
@@ -289,7 +293,8 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
     """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads.
 
     With query points ([[x, y], ...] in pixels of the processed reference frame) the run carries their tracks; a
-    cached run gets them from its kept track context (track head only). Without, it shows no tracks."""
+    cached run gets them from its kept track context (track head only), and they become the session's tracks.
+    Without, it shows no tracks, and the session's earlier tracks are forgotten (other sessions' stay theirs)."""
     options = display.scene_options()
     points = checked_query_points(query_points)
     videos, example = resolve_videos(files, example_name)
@@ -298,12 +303,13 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
                                       offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
                                       max_total_frames=max_total_frames, query_points=tuple(points))
     updates = run_stages(served, videos, settings, lambda result: session_folder(session_hash) / result.key,
-                         render=lambda result: render(tracks_as_asked(result, settings), display), example=example,
+                         render=lambda result: render(result, display), example=example,
                          progress=progress, options=options)
     try:
         first = next(updates)
         figure, strip = first.view
         key = first.result.key
+        SESSION_TRACKS.put(session_folder_name(session_hash), key, tracks_of(first.result))
         ignored = ignored_example(files, example_name)
         yield figure, strip, [], status_text(served, first.result, first.stages, writing=True, ignored=ignored,
                                              display=display), key
@@ -312,19 +318,6 @@ def run_progressively(served, files, example_name, frames_per_camera, window_sta
         raise UserFacingError(str(error)) from None
     yield figure, strip, downloads_in(final.outputs["zip"].parent), status_text(
         served, final.result, final.stages, ignored=ignored, display=display), key
-
-
-def tracks_as_asked(result: Reconstruction, settings: ReconstructionSettings) -> Reconstruction:
-    """A run shows (and writes) only the tracks its request asked for: a cached run's earlier ones are dropped."""
-    if not settings.wants_tracks():
-        forget_tracks(result)
-    return result
-
-
-def forget_tracks(result: Reconstruction) -> None:
-    """Remove a run's tracks from its predictions."""
-    for name in TRACK_KEYS:
-        result.predictions.pop(name, None)
 
 
 def downloads_in(folder: Path) -> list[str]:
@@ -360,7 +353,7 @@ def camera_gallery(result: Reconstruction, time_step: int) -> list[tuple[np.ndar
 
 
 def cached_result(key: str | None) -> Reconstruction | None:
-    """The session's cached run, None before any run; a key that left the cache gets one message."""
+    """The session's cached run (without tracks), None before any run; a key that left the cache gets one message."""
     if key is None:
         return None
     result = cached_reconstruction(key)
@@ -369,16 +362,25 @@ def cached_result(key: str | None) -> Reconstruction | None:
     return result
 
 
-def redraw(key: str | None, display: DisplayChoices):
-    """Display controls changed: rebuild the scene from the session's cached predictions; before any run, change
-    nothing."""
+def session_result(key: str | None, session_hash: str | None) -> Reconstruction | None:
+    """What this session sees of the cached run `key`: the run with this session's tracks (if it has any there)."""
     result = cached_result(key)
+    if result is None:
+        return None
+    tracks = SESSION_TRACKS.get(session_folder_name(session_hash), key)
+    return with_tracks(result, tracks) if tracks else result
+
+
+def redraw(key: str | None, display: DisplayChoices, session_hash: str | None):
+    """Display controls changed: rebuild the scene from the cached predictions with the session's tracks; before
+    any run, change nothing."""
+    result = session_result(key, session_hash)
     return gr.skip() if result is None else scene_figure(result, display)
 
 
-def redraw_strip(key: str | None, strip_step) -> object:
+def redraw_strip(key: str | None, strip_step, session_hash: str | None) -> object:
     """The strip's time step changed: only the strip is drawn again (the 3D player needs no server call)."""
-    result = cached_result(key)
+    result = session_result(key, session_hash)
     if result is None:
         return gr.skip()
     last = result.clip.grid[0] - 1
@@ -405,8 +407,8 @@ def track_grid(served, key: str | None, count, display: DisplayChoices, strip_st
 
 def track_view(served, key: str | None, display: DisplayChoices, strip_step, session_hash: str | None,
                query_points=(), track_grid: int = 0):
-    """Add tracks to the cached run without re-running it (or say why it cannot), then redraw from the cache:
-    (scene, strip, reference frame, tracks status, downloads, the tracked points)."""
+    """Track points on the cached run without re-running it (or say why it cannot) as this session's tracks (the
+    shared run is unchanged), then redraw: (scene, strip, reference frame, tracks status, downloads, the points)."""
     result = cached_result(key)
     if result is None:
         raise UserFacingError("run a reconstruction first, then click its reference frame")
@@ -418,9 +420,10 @@ def track_view(served, key: str | None, display: DisplayChoices, strip_step, ses
     stages = StageTimes()
     try:
         with stages.stage("tracks"):
-            add_tracks(served, key, query_points, track_grid)
+            result = add_tracks(served, key, query_points, track_grid)
     except ReconstructionError as error:
         raise UserFacingError(str(error)) from None
+    SESSION_TRACKS.put(session_folder_name(session_hash), key, tracks_of(result))
     with stages.stage("scene"):
         figure = move_frames_into_layout(build_scene(result.predictions, options))
         strip = camera_gallery(result, step)
@@ -431,13 +434,14 @@ def track_view(served, key: str | None, display: DisplayChoices, strip_step, ses
 
 
 def clear_tracks(key: str | None, display: DisplayChoices, strip_step, session_hash: str | None):
-    """'Clear tracks': the run without tracks, drawn again from the cache (same outputs as track_view)."""
+    """'Clear tracks': the session's tracks forgotten, the run drawn again without them (same outputs as
+    track_view); other sessions' tracks on the same run stay."""
     result = cached_result(key)
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), []
     options = display.scene_options()
     step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
-    forget_tracks(result)
+    SESSION_TRACKS.drop(session_folder_name(session_hash))
     downloads = write_tracks_file(result, session_hash)
     return (move_frames_into_layout(build_scene(result.predictions, options)), camera_gallery(result, step),
             reference_frame(result.predictions), tracks_status(result), downloads, [])
@@ -475,11 +479,13 @@ def tracks_status(result: Reconstruction, stages: StageTimes | None = None) -> s
     return line + f". {hidden:.0%} of the tracked positions are hidden (vis < 0.5; faded in the strip)."
 
 
-def track_controls_after_run(key: str | None) -> tuple:
-    """After a run: the reference frame to click (with the run's tracks), the tracks status, the tracked points."""
+def track_controls_after_run(key: str | None, session_hash: str | None) -> tuple:
+    """After a run: the reference frame to click (with the session's tracks), the tracks status, the tracked
+    points."""
     result = cached_reconstruction(key) if key is not None else None
     if result is None:
         return gr.skip(), gr.skip(), []
+    result = session_result(key, session_hash)
     points = result.predictions["query_points"].tolist() if "query_points" in result.predictions else []
     return reference_frame(result.predictions), tracks_status(result), points
 

@@ -16,7 +16,7 @@ import numpy as np
 from plotly.colors import qualitative
 
 TRACK_PALETTE = tuple(qualitative.Dark24)
-# What a run's predictions hold once points are tracked (vggt_mv.pipeline.store_tracks), all or none of them.
+# What a run's predictions hold once points are tracked (vggt_mv.pipeline.track_arrays), all or none of them.
 TRACK_KEYS = ("query_points", "track", "vis", "conf", "track_world_points")
 # Below this visibility the tracked pixel shows an occluder, not the tracked point, so its depth is not the point's.
 MIN_VISIBILITY = 0.5
