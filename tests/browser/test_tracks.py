@@ -101,6 +101,7 @@ def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggre
 
         visitor = browser.new_context(viewport=VIEWPORT)  # another visitor (its own session), same example
         other = visitor.new_page()
+        other.goto(url)
         run_example(other, 3)
         other.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
         assert other.evaluate(TRACKS_STATE, PLOT)["names"] == [], "the first session's tracks leaked"
