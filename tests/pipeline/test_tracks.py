@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.models import forward_calls
 from tests.support.videos import write_video
 from vggt_mv import pipeline
 from vggt_mv.geometry import unproject_depth_map_to_point_map
@@ -34,10 +35,8 @@ def empty_cache():
 
 @pytest.fixture
 def aggregator_calls(served):
-    calls = []
-    handle = served.model.aggregator.register_forward_hook(lambda *args: calls.append(1))
-    yield calls
-    handle.remove()
+    with forward_calls(served.model.aggregator) as calls:
+        yield calls
 
 
 @pytest.fixture(scope="module")

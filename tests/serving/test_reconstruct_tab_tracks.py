@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.support.models import forward_calls
 from tests.support.videos import write_video
 from vggt_mv import pipeline
 from vggt_mv.io.examples import list_examples
@@ -36,10 +37,8 @@ def fresh(tmp_path, monkeypatch):
 
 @pytest.fixture
 def aggregator_calls(served):
-    calls = []
-    handle = served.model.aggregator.register_forward_hook(lambda *args: calls.append(1))
-    yield calls
-    handle.remove()
+    with forward_calls(served.model.aggregator) as calls:
+        yield calls
 
 
 def example_run(served, query_points=None, steps: int = 2):

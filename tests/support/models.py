@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from vggt_mv import VGGT_MV, VGGTMVConfig
@@ -26,3 +29,14 @@ def random_images(time_steps: int, cameras: int, height: int = 28, width: int = 
     """Images [B, T, N, 3, H, W] in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, time_steps, cameras, 3, height, width, generator=generator)
+
+
+@contextlib.contextmanager
+def forward_calls(module: torch.nn.Module) -> Iterator[list[int]]:
+    """A list that gains one entry per forward of `module` while the block runs (to prove it did not run again)."""
+    calls: list[int] = []
+    handle = module.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        yield calls
+    finally:
+        handle.remove()
