@@ -16,11 +16,6 @@ from vggt_mv.viz.player import FRAMES_META_KEY
 from vggt_mv.serving.settings import ServeSettings
 
 
-@pytest.fixture(scope="module")
-def served():
-    return load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
-
-
 def test_offsets_are_parsed_per_camera():
     assert parse_offsets("0, 0.1; -0.2", 3) == (0.0, 0.1, -0.2)
     assert parse_offsets("  ", 2) == ()

@@ -11,28 +11,14 @@ from tests.support.videos import write_video
 from vggt_mv import pipeline
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
-from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, run
-from vggt_mv.serving.settings import ServeSettings
 from vggt_mv.viz.player import FRAMES_META_KEY
 from vggt_mv.viz.tracks import TRACK_KEYS, track_colors
 
 SESSION = "tracking-session"
 
 
-@pytest.fixture(scope="module")
-def served():
-    return load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
-
-
-@pytest.fixture(autouse=True)
-def fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
-    pipeline.clear_cache()
-    reconstruct_tab.SESSION_TRACKS.clear()
-    yield
-    pipeline.clear_cache()
-    reconstruct_tab.SESSION_TRACKS.clear()
+pytestmark = pytest.mark.usefixtures("empty_tab_state")
 
 
 @pytest.fixture
