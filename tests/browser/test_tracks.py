@@ -4,6 +4,7 @@ player, and the strip is marked; another visitor on the same example sees none o
 out/screenshots/."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, choose  # noqa: F401 (fixture)
 from tests.browser.test_player import click_slider_at
@@ -52,11 +53,19 @@ def click_reference_pixel(page, x: int, y: int) -> None:
 
 def run_example(page, steps: int) -> None:
     """Open the app's page (already at its url) and reconstruct the bundled example at T=steps, downloads written."""
-    choose(page, "…or an example (uploads win)", "rig-three-cameras")
-    frames = page.locator("#frames input[type=number]")
-    frames.fill(str(steps))
-    frames.press("Enter")
-    page.locator("#plan", has_text=f"{steps} time steps x 3 cameras").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Reconstruct").wait_for()
+    plan = page.locator("#plan", has_text=f"{steps} time steps x 3 cameras")
+    for attempt in range(3):  # a dropdown typed into while the page still hydrates can drop the value: type again
+        choose(page, "…or an example (uploads win)", "rig-three-cameras")
+        frames = page.locator("#frames input[type=number]")
+        frames.fill(str(steps))
+        frames.press("Enter")
+        try:
+            plan.wait_for(timeout=30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.get_by_role("button", name="Reconstruct").click()
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
                            f" && gd._transitionData._frames.length === {steps}; }}", timeout=240_000)
