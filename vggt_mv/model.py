@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -72,13 +72,6 @@ class VGGT_MV(nn.Module):
     def init_non_persistent_buffers(self, device: torch.device | str | None = None) -> None:
         """Restore constants that state_dict does not carry (after a meta-device build)."""
         self.aggregator.init_non_persistent_buffers(device)
-
-    def load_pretrained_weights(self, checkpoint: Any = None, pi3: Any = None, pi3_rules: str = "decoder",
-                                dry_run: bool = False):
-        """Load VGGT and/or Pi3 weights over the whole model and return the provenance report."""
-        from vggt_mv.weights import load_weights
-
-        return load_weights(self, checkpoint=checkpoint, pi3=pi3, pi3_rules=pi3_rules, dry_run=dry_run)
 
     def geometry_layers_needed(self, with_tracks: bool) -> set[int]:
         """Aggregator layers the enabled DPT-based heads read; the rest are never kept."""

@@ -125,14 +125,14 @@ def test_half_precision_checkpoints_load_and_say_so_per_tensor(tmp_path, dtype):
     torch.testing.assert_close(model.aggregator.camera_token, state["aggregator.camera_token"].float())
 
 
-def test_loading_into_an_already_built_model_through_the_model_method(tmp_path):
+def test_loading_into_an_already_built_model(tmp_path):
     state = tiny_state(seed=11)
     path = write_safetensors(tmp_path / "tiny.safetensors", state)
     model = tiny_source_model(seed=1)
-    report = model.load_pretrained_weights(checkpoint=path)
+    report = load_weights(model, checkpoint=path)
     assert report.summary()["checkpoint_loaded"] == len(state)
     torch.testing.assert_close(model.depth_head.norm.weight, state["depth_head.norm.weight"])
-    dry = model.load_pretrained_weights(checkpoint=path, dry_run=True)
+    dry = load_weights(model, checkpoint=path, dry_run=True)
     assert dry.dry_run and dry.summary()["checkpoint_loaded"] == len(state)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from vggt_mv.model import VGGT_MV
 from vggt_mv.weights.errors import WeightsSourceError, first_line
 from vggt_mv.weights.meta_build import build_on_meta
 from vggt_mv.weights.plan import LoadPlan, plan_load
@@ -296,8 +297,6 @@ def build_and_load(config, checkpoint: str | Path | None = None, pi3: str | Path
     """Build VGGT_MV(config), or `factory()` for any other model, on the meta device and load into it (see
     load_weights); returns (model or None for a dry run, report)."""
     if factory is None:
-        from vggt_mv.model import VGGT_MV
-
         def factory():
             return VGGT_MV(config)
 
