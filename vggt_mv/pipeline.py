@@ -1,7 +1,9 @@
-"""Videos in, predictions and downloads out: the computation behind the Reconstruct tab and `reconstruct` CLI.
+"""Videos in, predictions and downloads out: the stages behind the Reconstruct tab and the `reconstruct` CLI.
 
-A run is four timed stages: decode (probe, plan, decode), inference, scene (the caller's view, shown as soon
-as it exists) and files (every download). `run_stages` yields after the scene and again after the files.
+plan -> decode -> infer -> finish -> (scene, by the caller) -> downloads. Every stage takes what it needs as
+arguments (a model, a device's memory, a clip) and keeps nothing: caches, kept track contexts, sessions and the
+served model live in vggt_mv.serving. `infer` is the only stage that needs the model's device; on ZeroGPU it is
+what runs in the GPU worker (vggt_mv.serving.gpu), everything else runs in the main process.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import hashlib
 import json
 import math
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from vggt_mv.attention_layout import resolve_mode
+from vggt_mv.attention_layout import STACK_GROUPING, resolve_mode
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.heads.track import TrackContext
 from vggt_mv.inference import predict_tracks, predict_with_track_context
@@ -31,19 +32,15 @@ from vggt_mv.viz.colmap import write_colmap_models
 from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
 from vggt_mv.viz.scene import SceneOptions
 from vggt_mv.viz.tracks import TRACK_KEYS
+from vggt_mv.weights.trained_attention import ModeChoice, TrainedAttention, choose_auto_mode
 
 Progress = Callable[[float, str], None]
-CACHE_SIZE = 4
 BYTES_PER_FLOAT = 4
 # Rough activation multipliers, calibrated on CPU runs of the tiny and vggt-1b presets (see the README).
 BLOCK_ACTIVATION_FACTOR = 12
 HEAD_ACTIVATION_FACTOR = 10
 HEAD_CHUNK_FRAMES = 8
 MAX_CAMERAS = 8
-# Track contexts (the aggregator layers the track head reads, on the CPU) are kept for the most recent runs only,
-# within a byte budget: vggt-1b at 8 x 4 frames of 518x294 keeps 0.82 GB (see estimate_track_context_bytes).
-TRACK_CONTEXT_RUNS = 2
-TRACK_CONTEXT_BUDGET_BYTES = 2 * 1024 ** 3
 # Settings that only add tracks to a run: they never enter its cache key, so asking for tracks never re-runs it.
 TRACK_SETTINGS = ("query_points", "track_grid")
 # Where each stage sits on the 0..1 progress bar.
@@ -81,8 +78,16 @@ class ReconstructionSettings:
 
 
 @dataclass(frozen=True)
+class MemoryBudget:
+    """Bytes a run may use where the model runs, and where that figure comes from (said when a run is refused)."""
+
+    bytes: int
+    where: str
+
+
+@dataclass(frozen=True)
 class RunEstimate:
-    """Size of a run before it starts."""
+    """Size of a run before it starts, for the attention mode it will run in."""
 
     time_steps: int
     cameras: int
@@ -90,6 +95,9 @@ class RunEstimate:
     width: int
     tokens: int
     peak_bytes: int
+    mode: str = "multi"
+    # Sum over every attention sequence of its length squared, per layer pair: what attention's compute grows with.
+    attention_pairs: int = 0
 
     def describe(self) -> str:
         """One line for the UI."""
@@ -126,14 +134,15 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What a run will do, known before anything is decoded: the clip plan and the size estimate."""
+    """What a run will do, known before anything is decoded: the clip plan, the attention mode and the size."""
 
     clip: ClipPlan
     estimate: RunEstimate
+    mode: ModeChoice
 
     def describe(self) -> str:
-        """Markdown: effective T and why, each camera's source -> processed size, tokens and memory."""
-        lines = [self.estimate.describe()]
+        """Markdown: effective T and why, the attention mode and why, each camera's sizes, tokens and memory."""
+        lines = [self.estimate.describe(), f"- Attention: {self.mode.reason}"]
         lines += [f"- {line}" for line in self.clip.camera_lines()]
         lines += [f"- {note}" for note in self.clip.notes]
         return "\n".join(lines)
@@ -152,37 +161,60 @@ class Reconstruction:
     settings: ReconstructionSettings
     seconds: dict[str, float]
     key: str
+    mode: ModeChoice
     notes: list[str] = field(default_factory=list)
-    # Why tracks can no longer be added from the cache (None while the run's track context is kept).
-    tracks_unavailable: str | None = None
+
+
+def tokens_per_frame(config: VGGTMVConfig, height: int, width: int) -> int:
+    """Camera token + register tokens + patch tokens of one frame."""
+    return 1 + config.num_register_tokens + (height // config.patch_size) * (width // config.patch_size)
+
+
+def attention_pairs(mode: str, time_steps: int, cameras: int, per_frame: int) -> int:
+    """Sum of squared sequence lengths over one frame block and one global block in `mode` (attention's cost)."""
+    sizes = {"image": 1, "time": time_steps, "view": cameras, "all": time_steps * cameras}
+    frames = time_steps * cameras
+    return sum((frames // sizes[grouping]) * (sizes[grouping] * per_frame) ** 2
+               for grouping in STACK_GROUPING[mode])
 
 
 def estimate_run(config: VGGTMVConfig, time_steps: int, cameras: int, height: int, width: int,
-                 weights_bytes: int) -> RunEstimate:
-    """Tokens and an approximate peak: weights + the largest attention layer's activations + the kept layers + heads."""
-    per_frame = 1 + config.num_register_tokens + (height // config.patch_size) * (width // config.patch_size)
+                 weights_bytes: int, mode: str = "multi") -> RunEstimate:
+    """Tokens and an approximate peak: weights + the largest attention layer's activations + the kept layers + heads.
+
+    Attention runs through scaled_dot_product_attention's memory-efficient kernels on CPU and CUDA, so its memory
+    grows with the tokens in every mode; the mode changes the compute (attention_pairs), which sizes GPU time.
+    """
+    per_frame = tokens_per_frame(config, height, width)
     tokens = time_steps * cameras * per_frame
     kept_layers = len(set(config.dpt_intermediate_layer_idx) | {config.depth - 1})
     aggregator = tokens * config.embed_dim * BYTES_PER_FLOAT * (BLOCK_ACTIVATION_FACTOR + 2 * kept_layers)
     chunk = min(HEAD_CHUNK_FRAMES, time_steps * cameras)
     heads = chunk * height * width * config.dpt_features * BYTES_PER_FLOAT * HEAD_ACTIVATION_FACTOR
     outputs = time_steps * cameras * height * width * 10 * BYTES_PER_FLOAT
-    return RunEstimate(time_steps, cameras, height, width, tokens, weights_bytes + aggregator + heads + outputs)
+    pairs = attention_pairs(resolve_mode(mode, cameras), time_steps, cameras, per_frame)
+    return RunEstimate(time_steps, cameras, height, width, tokens, weights_bytes + aggregator + heads + outputs,
+                       mode, pairs)
 
 
-def available_memory(device: torch.device) -> int:
-    """Free bytes where the run will happen (GPU memory, or the OS's MemAvailable)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_allocated(device)
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 1 << 62
+def model_weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's parameters (meta or fake tensors count by shape: nothing is read)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def choose_mode(requested: str, cameras: int, trained: TrainedAttention) -> ModeChoice:
+    """The attention mode a run uses and why: `auto` follows what the weights were trained for, others are taken."""
+    if requested == "auto":
+        return choose_auto_mode(trained, cameras)
+    try:
+        mode = resolve_mode(requested, cameras)
+    except ValueError as error:
+        raise ReconstructionError(str(error)) from None
+    return ModeChoice(mode, f"{mode}, as chosen (the weights were trained for {trained.mode or 'nothing'})")
 
 
 def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
-    """Refuse what can be refused without opening a video: camera count, attention mode."""
+    """Refuse what can be refused without opening a video: camera count, attention mode, query points."""
     if not videos:
         raise ReconstructionError("upload at least one video (one per camera) or pick an example")
     if len(videos) > MAX_CAMERAS:
@@ -195,28 +227,29 @@ def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
         resolve_query_points(settings.query_points, settings.track_grid, None)
 
 
-def plan_run(served, videos: list[Path], settings: ReconstructionSettings) -> RunPlan:
-    """Probe the videos and size the run (effective T, per-camera sizes), refusing one that cannot fit."""
+def plan_run(videos: list[Path], settings: ReconstructionSettings, config: VGGTMVConfig, weights_bytes: int,
+             memory: MemoryBudget, trained: TrainedAttention) -> RunPlan:
+    """Probe the videos and size the run (effective T, per-camera sizes, mode), refusing one that cannot fit."""
     videos = [Path(v) for v in videos]
     check_request(videos, settings)
     clip = plan_multiview(videos, settings.frames_per_camera, settings.window, list(settings.offsets) or None,
                           settings.max_total_frames)
+    mode = choose_mode(settings.mode, len(videos), trained)
     width, height = clip.canvas
-    weights = sum(p.numel() * p.element_size() for p in served.model.parameters())
-    estimate = estimate_run(served.config, clip.steps, len(videos), height, width, weights)
-    free = available_memory(served.device)
-    if estimate.peak_bytes > free:
+    estimate = estimate_run(config, clip.steps, len(videos), height, width, weights_bytes, mode.mode)
+    if estimate.peak_bytes > memory.bytes:
         raise ReconstructionError(f"this run needs about {estimate.peak_bytes / 1024 ** 3:.1f} GiB but "
-                                  f"{free / 1024 ** 3:.1f} GiB is free on {served.device}; use fewer frames or cameras")
-    return RunPlan(clip, estimate)
+                                  f"{memory.bytes / 1024 ** 3:.1f} GiB is available ({memory.where}); use fewer "
+                                  "frames or cameras")
+    return RunPlan(clip, estimate, mode)
 
 
 def estimate_track_context_bytes(config: VGGTMVConfig, time_steps: int, cameras: int, height: int, width: int,
                                  bytes_per_value: int = BYTES_PER_FLOAT) -> int:
     """Bytes a run's track context keeps: the distinct layers the track head reads, [T*N, tokens, 2C] each."""
-    per_frame = 1 + config.num_register_tokens + (height // config.patch_size) * (width // config.patch_size)
     layers = len(set(config.dpt_intermediate_layer_idx))
-    return layers * time_steps * cameras * per_frame * 2 * config.embed_dim * bytes_per_value
+    return layers * time_steps * cameras * tokens_per_frame(config, height, width) * 2 * config.embed_dim \
+        * bytes_per_value
 
 
 def content_key(videos: list[Path], settings: ReconstructionSettings, model_tag: str) -> str:
@@ -229,37 +262,13 @@ def content_key(videos: list[Path], settings: ReconstructionSettings, model_tag:
     return digest.hexdigest()[:16]
 
 
-def served_model_tag(served) -> str:
-    """Changes whenever the served model or its weights change (the report is replaced on every load)."""
-    return f"{served.preset}:{id(served.model)}:{id(served.report)}"
+def decode(plan: RunPlan) -> MultiViewClip:
+    """Decode every camera at the planned times (PyAV), never stretched: the model's input [T, N, 3, H, W]."""
+    return decode_clip(plan.clip)
 
 
-_cache: "OrderedDict[str, Reconstruction]" = OrderedDict()
-# key -> (model tag, context) for the most recent runs; a run that loses its context says why in tracks_unavailable.
-_track_contexts: "OrderedDict[str, tuple[str, TrackContext]]" = OrderedDict()
-
-
-def cached_reconstruction(key: str | None) -> Reconstruction | None:
-    """A recent run by its key (display controls redraw from it), or None once it left the cache."""
-    return _cache.get(key) if key else None
-
-
-def tracks_unavailable(key: str | None) -> str | None:
-    """Why tracks cannot be added to a cached run from its kept context right now (None: they can)."""
-    result = cached_reconstruction(key)
-    if result is None:
-        return "that run is no longer cached; run it again to add tracks"
-    if key not in _track_contexts:
-        return result.tracks_unavailable or "its track context was not kept"
-    return None
-
-
-def kept_track_context_bytes() -> int:
-    """Bytes held by every kept track context (bounded by TRACK_CONTEXT_BUDGET_BYTES)."""
-    return sum(context.layer_bytes for _, context in _track_contexts.values())
-
-
-def model_progress(progress: Progress, start: float, end: float) -> Callable[[int, int, str], None]:
+def model_progress(progress: Progress, start: float = INFERENCE_PROGRESS[0],
+                   end: float = INFERENCE_PROGRESS[1]) -> Callable[[int, int, str], None]:
     """The model's (done, total, stage) calls as a fraction between `start` and `end` of the whole run."""
     return lambda done, total, stage: progress(start + (end - start) * done / total, f"VGGT_MV: {stage}")
 
@@ -270,7 +279,7 @@ def out_of_memory_as_message(advice: str) -> Iterator[None]:
     try:
         yield
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
+        torch.cuda.empty_cache()  # only reached where CUDA is in use (the GPU worker or a plain GPU server)
         raise ReconstructionError(f"the device ran out of memory; {advice}") from None
     except RuntimeError as error:
         if "out of memory" in str(error).lower() or "can't allocate memory" in str(error).lower():
@@ -278,14 +287,36 @@ def out_of_memory_as_message(advice: str) -> Iterator[None]:
         raise
 
 
-def _run_model(served, clip: MultiViewClip, settings: ReconstructionSettings,
-               progress: Progress) -> tuple[dict[str, np.ndarray], TrackContext | None]:
-    """Inference under the model lock (keeping the track context), turning out-of-memory into a message."""
-    images = torch.from_numpy(clip.images)
-    with out_of_memory_as_message("try fewer frames per camera or fewer cameras"), served.lock:
-        return predict_with_track_context(served.model, images, mode=settings.mode,
-                                          progress=model_progress(progress, INFERENCE_PROGRESS[0],
-                                                                  INFERENCE_PROGRESS[1]))
+@dataclass
+class ModelOutputs:
+    """What one forward hands back to the main process: CPU numpy predictions and the kept track context.
+
+    Picklable and free of device tensors, so a ZeroGPU worker can return it; neither field repeats the input
+    images (the caller has them: see `attach_images`)."""
+
+    predictions: dict[str, np.ndarray]
+    track_context: TrackContext | None
+
+
+def infer(model: torch.nn.Module, images: np.ndarray, mode: str,
+          progress: Callable[[int, int, str], None] | None = None) -> ModelOutputs:
+    """The model's own work for one run: images [T, N, 3, H, W] in, predictions and the track context out."""
+    with out_of_memory_as_message("try fewer frames per camera or fewer cameras"):
+        predictions, context = predict_with_track_context(model, torch.from_numpy(images), mode=mode,
+                                                          progress=progress)
+    predictions.pop("images", None)
+    if context is not None:
+        context = replace(context, frames=torch.empty(0))
+    return ModelOutputs(predictions, context)
+
+
+def attach_images(outputs: ModelOutputs, images: np.ndarray) -> tuple[dict[str, np.ndarray], TrackContext | None]:
+    """The predictions with their input images, and a track context that can run again (it reads the frames)."""
+    predictions = {**outputs.predictions, "images": images}
+    context = outputs.track_context
+    if context is not None:
+        context = replace(context, frames=torch.from_numpy(images).reshape(1, -1, *images.shape[-3:]))
+    return predictions, context
 
 
 def check_finite(predictions: dict[str, np.ndarray]) -> None:
@@ -304,96 +335,18 @@ def check_finite(predictions: dict[str, np.ndarray]) -> None:
                                   "probably broken; check them with `python -m vggt_mv inspect`")
 
 
-def reconstruct(served, videos: list[str | Path], settings: ReconstructionSettings | None = None,
-                example: Example | None = None, progress: Progress | None = None,
-                stages: StageTimes | None = None) -> Reconstruction:
-    """Decode T steps from each video, run VGGT_MV, return [T, N] predictions (cached by content).
-
-    With query points (or a track grid) in the settings the answer is a view of the run with those tracks (the
-    cache keeps the run without them); a cached run gets them from its kept track context (track head only), and
-    is run again only when that context was dropped.
-    """
-    settings = settings or ReconstructionSettings()
-    progress = progress or (lambda fraction, message: None)
-    stages = stages if stages is not None else StageTimes()
-    videos = [Path(v) for v in videos]
-    with stages.stage("decode"):
-        check_request(videos, settings)
-        if settings.wants_tracks() and getattr(served.model, "track_head", None) is None:
-            raise ReconstructionError("the served model has no track head (enable_track=False): it cannot track points")
-        key = content_key(videos, settings, served_model_tag(served))
-        cached = _cache.get(key)
-        if cached is not None:
-            _cache.move_to_end(key)
-        run_model = cached is None or needs_model_for_tracks(cached, settings)
-        if run_model:
-            progress(0.02, "checking the videos")
-            plan = plan_run(served, videos, settings)
-            progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-            clip = decode_clip(plan.clip)
-            if settings.wants_tracks():
-                points = resolve_query_points(settings.query_points, settings.track_grid,
-                                              clip.valid_mask_grid()[0, 0])
-    if not run_model:
-        if settings.wants_tracks():
-            with stages.stage("tracks"):
-                return add_tracks(served, key, settings.query_points, settings.track_grid)
-        return cached
-    with stages.stage("inference"):
-        progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
-        predictions, context = _run_model(served, clip, settings, progress)
-        predictions["times"] = np.array(clip.times, dtype=np.float64)
-        predictions["valid_mask"] = clip.valid_mask_grid()
-        check_finite(predictions)
-        if example is not None:
-            height, width = clip.images.shape[-2:]
-            predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
-                                                                                         (height, width))
-    notes = list(clip.notes)
-    if cached is not None:
-        notes.append(f"Ran the model again to add tracks: {cached.tracks_unavailable or 'its track context was gone'}.")
-    result = Reconstruction(predictions, clip, settings, dict(stages.seconds), key, notes)
-    with served.lock:
-        _cache[key] = result
-        while len(_cache) > CACHE_SIZE:
-            evicted, _ = _cache.popitem(last=False)
-            _track_contexts.pop(evicted, None)
-        keep_track_context(served, result, context)
-    if not settings.wants_tracks():
-        return result
-    with stages.stage("tracks"), out_of_memory_as_message("try fewer query points"), served.lock:
-        tracks = predict_tracks(served.model, context, points)  # this run's own context, kept or not
-    return replace(with_tracks(result, track_arrays(result.predictions, points, tracks)),
-                   seconds=dict(stages.seconds))
-
-
-def needs_model_for_tracks(cached: Reconstruction, settings: ReconstructionSettings) -> bool:
-    """A cached run must run again only to get tracks its kept context can no longer give (the cache holds none)."""
-    return settings.wants_tracks() and cached.key not in _track_contexts
-
-
-def keep_track_context(served, result: Reconstruction, context: TrackContext | None) -> None:
-    """Keep this run's track context, dropping the oldest runs' beyond TRACK_CONTEXT_RUNS or the byte budget.
-
-    Called under served.lock (as add_tracks reads the contexts under it).
-    """
-    if context is None:
-        result.tracks_unavailable = "the served model has no track head"
-        return
-    if context.layer_bytes > TRACK_CONTEXT_BUDGET_BYTES:
-        result.tracks_unavailable = (f"its track features ({context.layer_bytes / 1024 ** 3:.1f} GiB) exceed the "
-                                     f"{TRACK_CONTEXT_BUDGET_BYTES / 1024 ** 3:.1f} GiB kept for tracks; run again with "
-                                     "the query points (or a track grid) to get tracks, or use fewer frames")
-        return
-    _track_contexts[result.key] = (served_model_tag(served), context)
-    _track_contexts.move_to_end(result.key)
-    while (len(_track_contexts) > TRACK_CONTEXT_RUNS
-           or sum(c.layer_bytes for _, c in _track_contexts.values()) > TRACK_CONTEXT_BUDGET_BYTES):
-        dropped, _ = _track_contexts.popitem(last=False)
-        if dropped in _cache:
-            _cache[dropped].tracks_unavailable = (
-                f"its track features were dropped to bound memory (only the {TRACK_CONTEXT_RUNS} most recent runs "
-                "keep them); run it again with the query points (or a track grid) to add tracks")
+def finish(outputs: ModelOutputs, clip: MultiViewClip, settings: ReconstructionSettings, mode: ModeChoice, key: str,
+           stages: StageTimes, example: Example | None = None) -> tuple[Reconstruction, TrackContext | None]:
+    """The model's outputs as a Reconstruction: images, times, the valid mask, ground truth; broken ones refused."""
+    predictions, context = attach_images(outputs, clip.images)
+    predictions["times"] = np.array(clip.times, dtype=np.float64)
+    predictions["valid_mask"] = clip.valid_mask_grid()
+    check_finite(predictions)
+    if example is not None:
+        height, width = clip.images.shape[-2:]
+        predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
+                                                                                     (height, width))
+    return Reconstruction(predictions, clip, settings, dict(stages.seconds), key, mode, list(clip.notes)), context
 
 
 def resolve_query_points(query_points, track_grid, valid_mask: np.ndarray | None) -> np.ndarray | None:
@@ -420,27 +373,15 @@ def resolve_query_points(query_points, track_grid, valid_mask: np.ndarray | None
                                   else "query points must be a list of [x, y] pairs") from None
 
 
-def add_tracks(served, key: str, query_points=(), track_grid: int = 0) -> Reconstruction:
-    """Follow query points (or a grid) of a cached run through all T x N frames with the track head only.
+def query_points_of(result: Reconstruction, settings: ReconstructionSettings) -> np.ndarray:
+    """The settings' query points (or grid), checked against the run's reference frame."""
+    return resolve_query_points(settings.query_points, settings.track_grid, result.predictions["valid_mask"][0, 0])
 
-    Never re-runs the aggregator: when the run's track context is gone the message says why and to run again.
-    Returns a new view of the cached run (see with_tracks) whose predictions also hold query_points [K, 2], track
-    [T, N, K, 2], vis and conf [T, N, K] and track_world_points [T, N, K, 3] (tracked pixels unprojected with each
-    frame's predicted depth and camera); the cached run itself is never changed, as every session shares it.
-    """
-    result = cached_reconstruction(key)
-    if result is None:
-        raise ReconstructionError("that run is no longer cached; run it again to add tracks")
-    points = resolve_query_points(query_points, track_grid, result.predictions["valid_mask"][0, 0])
-    with out_of_memory_as_message("try fewer query points"), served.lock:
-        tag, context = _track_contexts.get(key, (None, None))
-        if context is None:
-            raise ReconstructionError(f"cannot add tracks to this run: "
-                                      f"{result.tracks_unavailable or 'its track context was not kept'}")
-        if tag != served_model_tag(served):
-            raise ReconstructionError("the served weights changed since this run; run it again to add tracks")
-        tracks = predict_tracks(served.model, context, points)
-    return with_tracks(result, track_arrays(result.predictions, points, tracks))
+
+def track(model: torch.nn.Module, context: TrackContext, points: np.ndarray) -> dict[str, np.ndarray]:
+    """Only the track head on a kept context: track [T, N, K, 2], vis and conf [T, N, K] as CPU numpy."""
+    with out_of_memory_as_message("try fewer query points"):
+        return predict_tracks(model, context, points)
 
 
 def track_arrays(predictions: dict[str, np.ndarray], points: np.ndarray,
@@ -488,41 +429,33 @@ def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOp
     return {"zip": outputs.pop("zip"), **outputs}
 
 
-@dataclass
-class RunUpdate:
-    """A run so far: its predictions, the caller's view of them, the downloads once written, and stage times."""
-
-    result: Reconstruction
-    view: Any
-    outputs: dict[str, Any] | None
-    stages: StageTimes
-
-
-def run_stages(served, videos: list[str | Path], settings: ReconstructionSettings,
-               folder: Path | Callable[[Reconstruction], Path], render: Callable[[Reconstruction], Any],
-               example: Example | None = None, progress: Progress | None = None,
-               options: SceneOptions | None = None,
-               html_figure: Callable[[Any], Any] | None = None) -> Iterator[RunUpdate]:
-    """Decode, infer, render (yielded at once so the scene shows), then write the downloads (yielded again).
-
-    `render(result)` builds what the caller shows (timed as "scene"); `folder` may depend on the result (its key);
-    `html_figure(view)`, when given, picks the figure saved as scene.html.
+def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: ReconstructionSettings | None = None,
+                memory: MemoryBudget | None = None, trained: TrainedAttention | None = None,
+                example: Example | None = None, progress: Progress | None = None,
+                stages: StageTimes | None = None) -> Reconstruction:
+    """Every stage up to the predictions in one process, nothing kept: plan, decode, infer, finish (and tracks when
+    the settings ask for them). The CLI's run and the reference the serving layer's cached runs are tested against.
     """
+    settings = settings or ReconstructionSettings()
     progress = progress or (lambda fraction, message: None)
-    stages = StageTimes()
-    result = reconstruct(served, videos, settings, example=example, progress=progress, stages=stages)
-    progress(SCENE_PROGRESS, "building the scene")
-    with stages.stage("scene"):
-        view = render(result)
-    yield RunUpdate(result, view, None, stages)
-    progress(FILES_PROGRESS, "writing the downloads")
-    with stages.stage("files"):
-        target = folder(result) if callable(folder) else Path(folder)
-        outputs = write_outputs(result, target, options, html_figure(view) if html_figure else None)
-    yield RunUpdate(result, view, outputs, stages)
-
-
-def clear_cache() -> None:
-    """Forget every cached run: the served model was replaced, so they no longer describe it."""
-    _cache.clear()
-    _track_contexts.clear()
+    stages = stages if stages is not None else StageTimes()
+    trained = trained or TrainedAttention(None, "weights of unknown training")
+    memory = memory or MemoryBudget(1 << 62, "no limit given")
+    videos = [Path(v) for v in videos]
+    with stages.stage("decode"):
+        check_request(videos, settings)
+        if settings.wants_tracks() and getattr(model, "track_head", None) is None:
+            raise ReconstructionError("the model has no track head (enable_track=False): it cannot track points")
+        progress(0.02, "checking the videos")
+        plan = plan_run(videos, settings, model.config, model_weight_bytes(model), memory, trained)
+        progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
+        clip = decode(plan)
+    with stages.stage("inference"):
+        progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames")
+        outputs = infer(model, clip.images, plan.mode.mode, model_progress(progress))
+        result, context = finish(outputs, clip, settings, plan.mode, key="", stages=stages, example=example)
+    if settings.wants_tracks():
+        with stages.stage("tracks"):
+            points = query_points_of(result, settings)
+            result = with_tracks(result, track_arrays(result.predictions, points, track(model, context, points)))
+    return replace(result, seconds=dict(stages.seconds))

@@ -1,9 +1,8 @@
-"""Fixtures of the tab tests: one tiny served model per module, and tab state that starts and ends empty."""
+"""Fixtures of the tab tests: one tiny served model per module, and an app state that starts empty per test."""
 
 import pytest
 
-from vggt_mv import pipeline
-from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings
 
@@ -15,11 +14,9 @@ def served():
 
 
 @pytest.fixture
-def empty_tab_state(tmp_path, monkeypatch):
-    """Session folders under the test's tmp folder; no cached run and no session's tracks before or after."""
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
-    pipeline.clear_cache()
-    reconstruct_tab.SESSION_TRACKS.clear()
-    yield
-    pipeline.clear_cache()
-    reconstruct_tab.SESSION_TRACKS.clear()
+def state(served, tmp_path):
+    """What the app keeps (runs, track contexts, session tracks), new for each test, with session folders under
+    the test's tmp folder."""
+    app_state = AppState(served, tmp_path / "sessions")
+    yield app_state
+    served.replaced.remove(app_state.forget_runs)

@@ -1,31 +1,139 @@
-"""ZeroGPU: durations grow with the run and are capped; without `spaces` functions are left alone."""
+"""The GPU calls: pure (arrays in, picklable CPU arrays out), sized from the run, refusals as data, ZeroGPU's own
+errors as one line, memory known without CUDA, and a forked worker that follows the main process's model."""
 
+import multiprocessing
+import pickle
 import sys
 import types
 
-from vggt_mv.serving.gpu import MAX_SECONDS, TRACK_SECONDS, on_gpu, run_duration, track_duration
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from tests.support.checkpoints import tiny_state, write_safetensors
+from vggt_mv.config import VGGTMVConfig
+from vggt_mv.pipeline import ModelOutputs, ReconstructionError
+from vggt_mv.serving import gpu
+from vggt_mv.serving.gpu import (MAX_SECONDS, GpuCalls, GpuFailure, GpuProgress, memory_budget, reconstruct_seconds,
+                                 track_seconds, wrap_for_gpu, zerogpu_errors_as_messages)
+from vggt_mv.serving.model_store import ModelRecipe
+from vggt_mv.weights import build_and_load
+from vggt_mv.weights.source_specs import SourceSpec
+
+VGGT_1B_PARAMETERS = 1_256_537_516
 
 
-def test_duration_grows_with_frames_and_cameras_and_is_capped():
-    assert run_duration(["a", "b"], None, 4) < run_duration(["a", "b", "c"], None, 8) <= MAX_SECONDS
-    assert run_duration(["a"] * 8, None, 32) == MAX_SECONDS
+def test_the_duration_grows_with_frames_and_with_attention_cost_and_stays_under_zerogpus_cap():
+    config = VGGTMVConfig()
+    small = reconstruct_seconds(config, VGGT_1B_PARAMETERS, (2, 2, 3, 294, 518), "multi")
+    large = reconstruct_seconds(config, VGGT_1B_PARAMETERS, (8, 4, 3, 294, 518), "multi")
+    assert small < large <= MAX_SECONDS
+    multi = reconstruct_seconds(config, VGGT_1B_PARAMETERS, (16, 8, 3, 294, 518), "multi")
+    global_ = reconstruct_seconds(config, VGGT_1B_PARAMETERS, (16, 8, 3, 294, 518), "global")
+    assert multi < global_, "global attention over all T*N frames costs more than Time-SA / View-SA"
+    assert reconstruct_seconds(config, VGGT_1B_PARAMETERS, (512, 8, 3, 518, 518), "global") == MAX_SECONDS
+    assert track_seconds(4) < track_seconds(512) <= MAX_SECONDS
 
 
-def test_without_spaces_nothing_changes_and_with_it_the_call_is_wrapped(monkeypatch):
-    def work(videos=None):
+def test_without_spaces_the_calls_are_plain_functions_and_with_it_each_is_wrapped_with_its_duration(monkeypatch):
+    def work(recipe, images, mode):
         return "done"
 
     monkeypatch.setitem(sys.modules, "spaces", None)
-    assert on_gpu(None)(work) is work
-    requested = {}
+    assert wrap_for_gpu(len)(work) is work
+    asked = []
 
-    def gpu(duration):
-        requested["duration"] = duration
-        return lambda function: (lambda *args, **kwargs: ("on gpu", function(*args, **kwargs)))
+    def fake_gpu(duration):
+        asked.append(duration)
+        return lambda function: (lambda *args: ("on gpu", function(*args)))
 
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
-    wrapped = on_gpu(None)(work)
-    assert wrapped() == ("on gpu", "done") and requested["duration"] is run_duration
-    tracks = on_gpu(None, duration=track_duration)(lambda key, points, evt=None: "tracked")
-    assert tracks("0123456789abcdef", [[1, 2]]) == ("on gpu", "tracked") and requested["duration"] is track_duration
-    assert track_duration("0123456789abcdef", [[1, 2]], object()) == TRACK_SECONDS, "any handler arguments size it"
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=fake_gpu))
+    assert wrap_for_gpu(len)(work)(None, None, "multi") == ("on gpu", "done") and asked == [len]
+
+
+def test_the_forward_call_yields_progress_then_picklable_cpu_outputs_without_the_input_images(served):
+    calls = GpuCalls(served)
+    images = np.random.default_rng(0).random((2, 2, 3, 28, 42), dtype=np.float32)
+    events = list(calls.reconstruct(served.recipe, images, "multi"))
+    progress, outputs = events[:-1], events[-1]
+    assert progress and all(isinstance(event, GpuProgress) for event in progress)
+    assert progress[-1].done == progress[-1].total, "the bar reaches the end of the model's work"
+    assert isinstance(outputs, ModelOutputs) and "images" not in outputs.predictions
+    assert outputs.predictions["depth"].shape == (2, 2, 28, 42, 1)
+    assert outputs.track_context.frames.numel() == 0, "the context does not send the frames back either"
+    assert all(t.device.type == "cpu" for t in outputs.track_context.layers.values())
+    back = pickle.loads(pickle.dumps(outputs))  # what a ZeroGPU worker's result queue does
+    np.testing.assert_array_equal(back.predictions["world_points"], outputs.predictions["world_points"])
+
+
+def test_a_refusal_inside_the_gpu_call_comes_back_as_data_with_its_message(served):
+    stale = ModelRecipe(served.recipe.version + 7, served.preset)
+    events = list(GpuCalls(served).reconstruct(stale, np.zeros((1, 1, 3, 28, 28), np.float32), "single"))
+    assert events == [GpuFailure("the served weights changed while this request waited; run it again")]
+    assert isinstance(GpuCalls(served).track(stale, None, np.zeros((1, 2), np.float32)), GpuFailure)
+
+
+@pytest.mark.parametrize("title, message, phrase", [
+    ("ZeroGPU worker error", "GPU task aborted", "ZeroGPU worker error: GPU task aborted; the GPU worker stopped"),
+    ("ZeroGPU quota exceeded", "You have exceeded your free ZeroGPU quota (60s requested vs. 10s left). Try again in "
+     "0:05:00.", "ZeroGPU quota exceeded: You have exceeded your free ZeroGPU quota"),
+    ("ZeroGPU client error", "No GPU was available", "ZeroGPU client error: No GPU was available; try again in a"),
+])
+def test_zerogpus_own_errors_become_one_line_each(title, message, phrase):
+    with pytest.raises(ReconstructionError, match=phrase) as refused:
+        with zerogpu_errors_as_messages():
+            raise gr.Error(message + "\n", title=title)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_memory_budget_never_asks_cuda_in_the_main_process(monkeypatch):
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("the main process asked CUDA")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", no_cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", no_cuda)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.delenv("ZEROGPU_CUDA_TOTAL_MEMORY", raising=False)
+    assert memory_budget("cuda") == gpu.MemoryBudget(gpu.ZEROGPU_MEMORY_BYTES, "a ZeroGPU slice")
+    monkeypatch.setenv("ZEROGPU_CUDA_TOTAL_MEMORY", str(40 * 1024 ** 3))
+    assert memory_budget("cuda").bytes == 40 * 1024 ** 3
+    assert memory_budget("cuda", 5 * 1024 ** 3) == gpu.MemoryBudget(5 * 1024 ** 3, "the --gpu-memory setting")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "false")
+    cpu = memory_budget("cpu")
+    assert cpu.where == "the host's available memory" and 0 < cpu.bytes < 1 << 50
+
+
+def _forked_worker(served, recipes, answers) -> None:
+    """A stand-in ZeroGPU worker: forked once, then it runs each recipe's forward it is sent."""
+    calls = GpuCalls(served)
+    images = np.full((1, 1, 3, 28, 28), 0.5, np.float32)
+    for recipe in iter(recipes.get, None):
+        *_, outputs = calls.reconstruct(recipe, images, "single")
+        answers.put((recipe.version, served.recipe.version, outputs.predictions["depth"]))
+
+
+def test_a_worker_forked_before_a_load_computes_with_the_loaded_weights(served, state, tmp_path):
+    """The ZeroGPU case: the worker was forked while version 0 was served, then the main process loaded new weights;
+    the next call's recipe makes the worker build that model, and its outputs are the new model's."""
+    context = multiprocessing.get_context("fork")
+    recipes, answers = context.Queue(), context.Queue()
+    worker = context.Process(target=_forked_worker, args=(served, recipes, answers), daemon=True)
+    worker.start()
+    try:
+        recipes.put(served.recipe)
+        first_version, worker_version, before = answers.get(timeout=120)
+        assert first_version == worker_version == served.recipe.version
+        path = write_safetensors(tmp_path / "new.safetensors", tiny_state(seed=5))
+        spec = SourceSpec("finetune", str(path), "identity")
+        model, report = build_and_load(served.config, sources=[spec])
+        served.replace_model(model, report, 0.5, (spec,))
+        recipes.put(served.recipe)
+        asked_version, worker_version, after = answers.get(timeout=120)
+    finally:
+        recipes.put(None)
+        worker.join(timeout=30)
+    assert asked_version == worker_version == served.recipe.version, "the worker followed the main process"
+    *_, outputs = GpuCalls(served).reconstruct(served.recipe, np.full((1, 1, 3, 28, 28), 0.5, np.float32), "single")
+    np.testing.assert_array_equal(after, outputs.predictions["depth"])
+    assert not np.array_equal(before, after), "new weights, new depth"

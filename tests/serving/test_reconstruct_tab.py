@@ -10,10 +10,9 @@ import pytest
 from tests.support.videos import write_video
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
-from vggt_mv.serving.model_store import load_served_model
+from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, parse_offsets, redraw, redraw_strip, run
 from vggt_mv.viz.player import FRAMES_META_KEY
-from vggt_mv.serving.settings import ServeSettings
 
 
 def test_offsets_are_parsed_per_camera():
@@ -25,52 +24,55 @@ def test_offsets_are_parsed_per_camera():
         parse_offsets("zero", 1)
 
 
-def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_goes_with_the_session(
-        tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path)
-    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_goes_with_the_session(state):
     example = list_examples()[0].name
-    figure, strip, downloads, status, key = run(served, None, example, 2, 0.0, 1.0, "", "auto", DisplayChoices(),
-                                                "session-a", 64)
-    folder = reconstruct_tab.session_folder("session-a")
-    assert folder.parent == tmp_path and all(path.startswith(str(folder)) for path in downloads)
-    assert "2 time steps x 3 cameras" in status and "attention multi (auto)" in status
+    figure, strip, downloads, status, key = run(state, None, example, 2, 0.0, 1.0, "", "auto", DisplayChoices(),
+                                                "session-a")
+    folder = reconstruct_tab.session_folder(state, "session-a")
+    assert folder.parent == state.sessions_root and all(path.startswith(str(folder)) for path in downloads)
+    assert "2 time steps x 3 cameras" in status and "attention global" in status
+    assert "- Attention: auto chose global for 3 cameras: random weights" in status, "auto says why"
     assert [caption for _, caption in strip] == [f"camera {n}: {p.name}" for n, p in
                                                  enumerate(list_examples()[0].video_paths)]
     assert all(image.shape == (294, 4 * 518, 3) for image, _ in strip), "input | depth | confidence | dynamic"
     assert len(figure.layout.meta[FRAMES_META_KEY]) == 2, "the player's frames travel in the layout for gr.Plot"
-    strip_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    strip_step, ground_truth = reconstruct_tab.display_control_updates(state, key)
     assert strip_step["maximum"] == 1 and strip_step["value"] == 0 and ground_truth["visible"] is True
-    trail = redraw(key, DisplayChoices(player_mode="trail", color_by="camera"), "session-a")
+    trail = redraw(state, key, DisplayChoices(player_mode="trail", color_by="camera"), "session-a")
     assert trail.layout.title.text.startswith("up to this step (trail): ")
-    later = redraw_strip(key, 1, "session-a")
+    later = redraw_strip(state, key, 1, "session-a")
     assert [caption for _, caption in later] == [caption for _, caption in strip]
     assert not all(np.array_equal(a, b) for (a, _), (b, _) in zip(later, strip)), "the strip shows step 1 now"
-    reconstruct_tab.remove_session_folder("session-a")
+    reconstruct_tab.remove_session_folder(state, "session-a")
     assert not folder.exists()
     with pytest.raises(UserFacingError, match="run a reconstruction first"):
-        redraw("unknown", DisplayChoices(), "session-a")
+        redraw(state, "unknown", DisplayChoices(), "session-a")
     with pytest.raises(UserFacingError, match="upload one video per camera"):
-        run(served, None, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(), "session-b", 64)
+        run(state, None, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(), "session-b")
 
 
-def test_the_plan_is_shown_before_running_and_explains_refusals():
-    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+def test_the_plan_is_shown_before_running_and_explains_refusals(state):
     example = list_examples()[0].name
-    plan = reconstruct_tab.describe_plan(served, None, example, 8, 64)
+    plan = reconstruct_tab.describe_plan(state, None, example, 8)
     assert "8 time steps x 3 cameras at 518x294" in plan and "tokens" in plan and "GiB" in plan
-    assert "over the limit" in reconstruct_tab.describe_plan(served, None, example, 30, 64)
-    assert "upload one video" in reconstruct_tab.describe_plan(served, None, None, 8, 64)
+    assert "- Attention: auto chose global for 3 cameras" in plan
+    assert "over the limit" in reconstruct_tab.describe_plan(state, None, example, 30)
+    assert "upload one video" in reconstruct_tab.describe_plan(state, None, None, 8)
+
+
+def test_a_run_too_big_for_the_memory_is_refused_in_the_plan_naming_where_the_figure_comes_from(served, tmp_path):
+    small = AppState(served, tmp_path, gpu_memory_bytes=1024)
+    plan = reconstruct_tab.describe_plan(small, None, list_examples()[0].name, 2)
+    assert plan.startswith("⚠️ this run needs about") and "available (the --gpu-memory setting)" in plan
 
 
 HOSTILE_SESSION_IDS = ["..", ".", "../../x", "/abs/path", "a/../../..", "", None, "\x00", "..\\..", "~", "x" * 5000]
 
 
 @pytest.fixture
-def sessions_root(tmp_path, monkeypatch):
-    """SESSIONS_ROOT inside tmp_path, with a sentinel file and folder beside it that must survive everything."""
-    root = tmp_path / "sessions"
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", root)
+def sessions_root(state, tmp_path):
+    """The sessions root inside tmp_path, with a sentinel file and folder beside it that must survive everything."""
+    root = state.sessions_root
     (tmp_path / "sentinel.txt").write_text("keep me")
     (tmp_path / "sentinel-folder").mkdir()
     (tmp_path / "sentinel-folder" / "inside.txt").write_text("keep me too")
@@ -78,43 +80,43 @@ def sessions_root(tmp_path, monkeypatch):
 
 
 def sentinels_intact(tmp_path) -> bool:
-    """The files next to SESSIONS_ROOT are still there."""
+    """The files next to the sessions root are still there."""
     return (tmp_path / "sentinel.txt").read_text() == "keep me" and (
         tmp_path / "sentinel-folder" / "inside.txt").read_text() == "keep me too"
 
 
 @pytest.mark.parametrize("session_id", HOSTILE_SESSION_IDS)
-def test_no_session_id_names_a_folder_outside_the_sessions_root(session_id, sessions_root, tmp_path):
-    folder = reconstruct_tab.session_folder(session_id)
+def test_no_session_id_names_a_folder_outside_the_sessions_root(session_id, state, sessions_root, tmp_path):
+    folder = reconstruct_tab.session_folder(state, session_id)
     assert folder.resolve().parent == sessions_root.resolve()
     (folder / "predictions.npz").write_bytes(b"x")
-    reconstruct_tab.remove_session_folder(session_id)
+    reconstruct_tab.remove_session_folder(state, session_id)
     assert not folder.exists() and sessions_root.is_dir() and sentinels_intact(tmp_path)
 
 
-def test_removing_a_session_that_never_ran_touches_nothing(sessions_root, tmp_path):
+def test_removing_a_session_that_never_ran_touches_nothing(state, sessions_root, tmp_path):
     for session_id in HOSTILE_SESSION_IDS:
-        reconstruct_tab.remove_session_folder(session_id)
+        reconstruct_tab.remove_session_folder(state, session_id)
     assert sentinels_intact(tmp_path) and tmp_path.exists()
 
 
-def test_a_planted_link_in_the_sessions_root_is_not_followed_on_removal(sessions_root, tmp_path):
+def test_a_planted_link_in_the_sessions_root_is_not_followed_on_removal(state, sessions_root, tmp_path):
     sessions_root.mkdir()
     link = sessions_root / reconstruct_tab.session_folder_name("victim")
     link.symlink_to(tmp_path / "sentinel-folder", target_is_directory=True)
-    reconstruct_tab.remove_session_folder("victim")
-    reconstruct_tab.forget_earlier_runs("victim")
+    reconstruct_tab.remove_session_folder(state, "victim")
+    reconstruct_tab.forget_earlier_runs(state, "victim")
     assert sentinels_intact(tmp_path)
 
 
-def test_a_session_keeps_only_its_latest_run_on_disk(sessions_root):
-    first = reconstruct_tab.session_folder("s") / "run-1"
+def test_a_session_keeps_only_its_latest_run_on_disk(state, sessions_root):
+    first = reconstruct_tab.session_folder(state, "s") / "run-1"
     first.mkdir()
     (first / "scene.glb").write_bytes(b"x" * 100)
-    other = reconstruct_tab.session_folder("other") / "run-1"
+    other = reconstruct_tab.session_folder(state, "other") / "run-1"
     other.mkdir()
-    reconstruct_tab.forget_earlier_runs("s")
-    assert not first.exists() and reconstruct_tab.session_folder("s").is_dir() and other.is_dir()
+    reconstruct_tab.forget_earlier_runs(state, "s")
+    assert not first.exists() and reconstruct_tab.session_folder(state, "s").is_dir() and other.is_dir()
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e308", "0, nan", "1e6"])
@@ -187,10 +189,10 @@ def test_user_facing_messages_are_always_one_line():
     assert str(UserFacingError("cam\nera.mp4: bad\r\nthing")) == "cam era.mp4: bad thing"
 
 
-def test_display_controls_before_any_run_change_nothing_instead_of_showing_errors():
-    assert redraw(None, DisplayChoices(player_mode="all"), "s") == {"__type__": "update"}
-    assert redraw_strip(None, 3, "s") == {"__type__": "update"}
-    assert reconstruct_tab.display_control_updates(None) == ({"__type__": "update"}, {"__type__": "update"})
+def test_display_controls_before_any_run_change_nothing_instead_of_showing_errors(state):
+    assert redraw(state, None, DisplayChoices(player_mode="all"), "s") == {"__type__": "update"}
+    assert redraw_strip(state, None, 3, "s") == {"__type__": "update"}
+    assert reconstruct_tab.display_control_updates(state, None) == ({"__type__": "update"}, {"__type__": "update"})
 
 
 @pytest.mark.parametrize("field, value, phrase", [
@@ -211,14 +213,13 @@ def test_every_display_field_out_of_range_gets_one_message(field, value, phrase)
     assert "\n" not in str(refused.value)
 
 
-def test_a_redraw_with_a_hostile_field_is_refused_in_one_line(served, tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path)
-    *_, key = run(served, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
-                  "hostile-redraw", 64)
+def test_a_redraw_with_a_hostile_field_is_refused_in_one_line(state):
+    *_, key = run(state, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
+                  "hostile-redraw")
     with pytest.raises(UserFacingError, match="player mode must be one of"):
-        redraw(key, DisplayChoices(player_mode="../../etc"), "hostile-redraw")
+        redraw(state, key, DisplayChoices(player_mode="../../etc"), "hostile-redraw")
     with pytest.raises(UserFacingError, match="strip time step must be a whole number from 0 to 0"):
-        redraw_strip(key, 5, "hostile-redraw")
+        redraw_strip(state, key, 5, "hostile-redraw")
 
 
 def mask_head_report(status: str) -> SimpleNamespace:
@@ -227,38 +228,36 @@ def mask_head_report(status: str) -> SimpleNamespace:
                                     {"key": "aggregator.spatial_mask_head.1.weight", "status": status}])
 
 
-def test_the_status_says_the_dynamic_score_is_noise_while_the_mask_head_is_random(served, tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path)
-    *_, status, _ = run(served, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto",
-                        DisplayChoices(point_budget=2000), "noise", 64)
+def test_the_status_says_the_dynamic_score_is_noise_while_the_mask_head_is_random(served, state):
+    *_, status, _ = run(state, None, list_examples()[0].name, 1, 0.0, 1.0, "", "auto",
+                        DisplayChoices(point_budget=2000), "noise")
     assert served.report is None and reconstruct_tab.RANDOM_MASK_NOTE in status
     assert reconstruct_tab.mask_head_is_random(SimpleNamespace(report=mask_head_report("random")))
     assert not reconstruct_tab.mask_head_is_random(SimpleNamespace(report=mask_head_report("checkpoint")))
 
 
-def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_hides_ground_truth(
-        served, tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
+def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_hides_ground_truth(state, tmp_path):
     video = write_video(tmp_path / "solo.mp4", frames=3, width=64, height=48)
-    _, strip, downloads, status, key = run(served, [str(video)], None, 1, 0.0, 1.0, "", "auto", DisplayChoices(),
-                                           "solo", 64)
-    assert status.startswith("**1 time step x 1 camera** at ") and "attention single (auto)" in status
+    _, strip, downloads, status, key = run(state, [str(video)], None, 1, 0.0, 1.0, "", "auto", DisplayChoices(),
+                                           "solo")
+    assert status.startswith("**1 time step x 1 camera** at ") and "attention single)" in status
+    assert "auto chose single: one camera" in status
     assert [caption for _, caption in strip] == ["camera 0: solo.mp4"]
     assert downloads[0].endswith(".zip")
-    strip_step, ground_truth = reconstruct_tab.display_control_updates(key)
+    strip_step, ground_truth = reconstruct_tab.display_control_updates(state, key)
     assert strip_step["interactive"] is False and ground_truth["visible"] is False
 
 
-def test_uploads_win_over_a_chosen_example_and_the_plan_and_status_say_so(served, tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", tmp_path / "sessions")
+def test_uploads_win_over_a_chosen_example_and_the_plan_and_status_say_so(state, tmp_path):
     video = write_video(tmp_path / "mine.mp4", frames=3, width=64, height=48)
     example = list_examples()[0].name
-    plan = reconstruct_tab.describe_plan(served, [str(video)], example, 1, 64)
+    plan = reconstruct_tab.describe_plan(state, [str(video)], example, 1)
     assert "1 time step x 1 camera at" in plan and f"uploads are used; the example '{example}' is ignored" in plan
     assert "camera 0 (mine.mp4): 64x48 -> " in plan
-    *_, status, _ = run(served, [str(video)], example, 1, 0.0, 1.0, "", "multi", DisplayChoices(), "mine", 64)
+    *_, status, _ = run(state, [str(video)], example, 1, 0.0, 1.0, "", "multi", DisplayChoices(), "mine")
     assert f"the example '{example}' is ignored" in status and "attention multi)" in status
-    assert "ignored" not in reconstruct_tab.describe_plan(served, None, example, 1, 64)
+    assert "multi, as chosen" in status
+    assert "ignored" not in reconstruct_tab.describe_plan(state, None, example, 1)
 
 
 def test_upload_previews_show_each_first_frame_upright_with_size_rate_and_frame_count(tmp_path):

@@ -56,14 +56,42 @@ def test_a_mostly_random_model_gets_a_banner_and_a_loaded_one_does_not(tmp_path)
     assert mostly_random.random_share > 0.9 and "Weights tab" in mostly_random.banner
 
 
-def test_replacing_the_served_model_refreshes_report_and_banner_and_forgets_cached_runs(tmp_path):
-    from vggt_mv import pipeline
+def test_replacing_the_served_model_refreshes_report_banner_and_recipe_and_forgets_cached_runs(tmp_path):
+    from vggt_mv.pipeline import Reconstruction
+    from vggt_mv.serving.app_state import AppState
     from vggt_mv.weights import build_and_load
+    from vggt_mv.weights.source_specs import SourceSpec
 
     served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
-    pipeline._cache["a run of the old model"] = object()
-    model, report = build_and_load(served.config, checkpoint=write_safetensors(tmp_path / "t.safetensors",
-                                                                               tiny_state()))
-    served.replace_model(model, report, mostly_random_share=0.5)
+    state = AppState(served, tmp_path / "sessions")
+    old_tag, old_recipe = served.tag, served.recipe
+    state.runs.put(Reconstruction({}, None, None, {}, "a run of the old model", None), old_tag, None)
+    state.session_tracks.put("session", "a run of the old model", {"track": object()})
+    path = write_safetensors(tmp_path / "t.safetensors", tiny_state())
+    model, report = build_and_load(served.config, checkpoint=path)
+    served.replace_model(model, report, mostly_random_share=0.5, sources=(SourceSpec("finetune", str(path)),))
     assert served.model is model and served.report is report and served.banner is None
-    assert pipeline.cached_reconstruction("a run of the old model") is None
+    assert served.tag != old_tag and served.recipe.version == old_recipe.version + 1
+    assert served.recipe.sources == (SourceSpec("finetune", str(path)),), "a GPU worker can rebuild it from this"
+    assert state.runs.get("a run of the old model") is None
+    assert state.session_tracks.get("session", "a run of the old model") == {}
+
+
+def test_what_the_weights_were_trained_for_is_known_at_start_up(tmp_path):
+    from vggt_mv.weights.checkpoint_writer import save_checkpoint
+
+    plain = load_served_model(ServeSettings(checkpoint=str(write_safetensors(tmp_path / "vggt.safetensors", {
+        k: v for k, v in tiny_state().items() if not k.startswith("aggregator.spatial_mask_head.")})), preset="tiny"))
+    assert plain.trained.mode == "global" and "plain VGGT" in plain.trained.reason
+    trained = save_checkpoint(plain.model, tmp_path / "mv.safetensors", "multi")
+    assert load_served_model(ServeSettings(checkpoint=str(trained), preset="tiny")).trained.mode == "multi"
+    assert load_served_model(ServeSettings(checkpoint=None, preset="tiny")).trained.mode is None
+
+
+def test_on_zerogpu_the_model_is_served_on_cuda_without_asking_torch(monkeypatch):
+    from vggt_mv.serving.model_store import startup_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: (_ for _ in ()).throw(AssertionError("asked CUDA")))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert startup_device(ServeSettings(device="auto")) == torch.device("cuda")
+    assert startup_device(ServeSettings(device="cpu")) == torch.device("cpu")

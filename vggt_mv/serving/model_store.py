@@ -4,25 +4,59 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.inference import pick_device
+from vggt_mv.serving.gpu import on_zerogpu
 from vggt_mv.serving.settings import ServeSettings
+from vggt_mv.weights.source_specs import SourceSpec
+from vggt_mv.weights.trained_attention import TrainedAttention, trained_attention_of
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_PRESET = "tiny"
+RANDOM_TRAINING = "random weights: trained for nothing"
 FALLBACK_SUMMARY = (f"'{FALLBACK_PRESET}' preset with RANDOM weights: reconstructions are meaningless, but every part "
                     "of the app works.")
 
 
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to build the served model anywhere, small and picklable: every GPU call carries it, and a ZeroGPU worker
+    whose copy of the model is older (it was forked before a load in the Weights tab) rebuilds from it."""
+
+    version: int
+    preset: str
+    checkpoint: str | None = None
+    pi3: str | None = None
+    pi3_rules: str = "decoder"
+    sources: tuple[SourceSpec, ...] = ()
+
+    @property
+    def is_random(self) -> bool:
+        """No weights at all: the preset with its seeded random init."""
+        return self.checkpoint is None and self.pi3 is None and not self.sources
+
+    def locations(self) -> list[str | Path]:
+        """Every source of the load, in order (what trained_attention_of reads)."""
+        return [location for location in (self.checkpoint, self.pi3) if location is not None] + \
+            [spec.location for spec in self.sources]
+
+
 @dataclass
 class ServedModel:
-    """The shared model, its load report, and what visitors must be told about it."""
+    """The shared model, its recipe and load report, what its weights were trained for, and the visitors' banner.
+
+    The main process owns it. A ZeroGPU worker holds a forked copy, which only `model_for` changes.
+    """
 
     model: torch.nn.Module
     preset: str
@@ -31,7 +65,21 @@ class ServedModel:
     banner: str | None
     random_share: float
     fallback_error: str | None = None
+    recipe: ModelRecipe | None = None
+    trained: TrainedAttention = field(default_factory=lambda: TrainedAttention(None, RANDOM_TRAINING))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    owner_pid: int = field(default_factory=os.getpid)
+    identity: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    replaced: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.recipe is None:
+            self.recipe = ModelRecipe(0, self.preset)
+
+    @property
+    def tag(self) -> str:
+        """Changes whenever the served model or its weights change: part of every cache key."""
+        return f"{self.identity}:{self.recipe.version}"
 
     def record_load(self, report, mostly_random_share: float) -> None:
         """New weights went into the served model: refresh the report, the random share and the banner."""
@@ -40,15 +88,39 @@ class ServedModel:
         self.fallback_error = None
         self.banner = mostly_random_banner(self.random_share, mostly_random_share)
 
-    def replace_model(self, model: torch.nn.Module, report, mostly_random_share: float) -> None:
+    def replace_model(self, model: torch.nn.Module, report, mostly_random_share: float,
+                      sources: tuple[SourceSpec, ...] = ()) -> None:
         """Swap in a fully loaded model in one step under the lock (a run sees the old model or the new one, never
-        a mix), with its report and banner, and forget the runs cached for the old one."""
-        from vggt_mv.pipeline import clear_cache
-
+        a mix), with its report, banner and recipe, and tell the listeners (the run cache forgets old runs)."""
+        recipe = ModelRecipe(self.recipe.version + 1, self.preset, sources=tuple(sources))
+        trained = trained_attention_of(recipe.locations()) if sources else self.trained
         with self.lock:
             self.model = model
+            self.recipe = recipe
+            self.trained = trained
             self.record_load(report, mostly_random_share)
-            clear_cache()
+        for listener in self.replaced:
+            listener()
+
+    def model_for(self, recipe: ModelRecipe) -> torch.nn.Module:
+        """The model a GPU call asked for: this one when the recipes agree; in a forked ZeroGPU worker whose copy
+        is older, the recipe's model, built here once and kept for the worker's next calls."""
+        if recipe == self.recipe:
+            return self.model
+        if os.getpid() == self.owner_pid:
+            from vggt_mv.pipeline import ReconstructionError
+
+            raise ReconstructionError("the served weights changed while this request waited; run it again")
+        logger.info("GPU worker: building served model version %d (its copy was version %d)", recipe.version,
+                    self.recipe.version)
+        self.model = build_model(recipe, self.device)
+        self.recipe = recipe
+        return self.model
+
+    @property
+    def weight_count(self) -> int:
+        """Parameters of the served model (by shape: nothing is read)."""
+        return sum(p.numel() for p in self.model.parameters())
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -69,35 +141,62 @@ def random_parameter_share(report) -> float:
     return parameters["random"] / parameters["total"] if parameters["total"] else 1.0
 
 
-def random_model(preset: str, device: torch.device) -> torch.nn.Module:
-    """A randomly initialised model of the preset, for offline demos and tests."""
+def random_model(preset: str, device: torch.device | str) -> torch.nn.Module:
+    """A randomly initialised model of the preset (seeded: a worker rebuilding it gets the same weights)."""
     from vggt_mv.model import VGGT_MV
 
     torch.manual_seed(0)
     return VGGT_MV(VGGTMVConfig.from_preset(preset)).eval().to(device)
 
 
-def load_served_model(settings: ServeSettings) -> ServedModel:
-    """Load the configured weights; when they cannot be had, serve the tiny preset and say why."""
+def build_model(recipe: ModelRecipe, device: torch.device | str) -> torch.nn.Module:
+    """The recipe's model on `device` (weights read from its sources; no untrained-tensor scan, as it was done)."""
     from vggt_mv.weights import build_and_load
 
-    device = pick_device(settings.device)
+    if recipe.is_random:
+        return random_model(recipe.preset, device)
+    model, _ = build_and_load(VGGTMVConfig.from_preset(recipe.preset), checkpoint=recipe.checkpoint, pi3=recipe.pi3,
+                              pi3_rules=recipe.pi3_rules, sources=list(recipe.sources) or None, device=str(device),
+                              check_untrained=False)
+    return model.eval()
+
+
+def startup_device(settings: ServeSettings) -> torch.device:
+    """Where the model lives: on ZeroGPU always `cuda` (the `spaces` package moves it there in each worker; asking
+    torch would initialise CUDA in the main process), otherwise the setting or what torch finds."""
+    if on_zerogpu() and settings.device in ("auto", "cuda"):
+        return torch.device("cuda")
+    return pick_device(settings.device)
+
+
+def load_served_model(settings: ServeSettings) -> ServedModel:
+    """Load the configured weights; when they cannot be had, serve the tiny preset and say why.
+
+    On ZeroGPU the model is built on the CPU and moved to `cuda` here, at start-up, as ZeroGPU documents."""
+    from vggt_mv.weights import build_and_load
+
+    device = startup_device(settings)
+    build_device = torch.device("cpu") if on_zerogpu() else device
     if settings.checkpoint is None and settings.pi3 is None:
-        model = random_model(settings.preset, device)
+        model = random_model(settings.preset, build_device).to(device)
         return ServedModel(model, settings.preset, device, None,
-                           f"No weights were requested: the {settings.preset} preset runs with random weights.", 1.0)
+                           f"No weights were requested: the {settings.preset} preset runs with random weights.", 1.0,
+                           recipe=ModelRecipe(0, settings.preset))
     try:
         model, report = build_and_load(VGGTMVConfig.from_preset(settings.preset), checkpoint=settings.checkpoint,
-                                       pi3=settings.pi3, pi3_rules=settings.pi3_rules, device=str(device))
+                                       pi3=settings.pi3, pi3_rules=settings.pi3_rules, device=str(build_device))
+        recipe = ModelRecipe(0, settings.preset, settings.checkpoint, settings.pi3, settings.pi3_rules)
+        trained = trained_attention_of(recipe.locations())
     except Exception as error:  # noqa: BLE001 - any failure to get weights means the offline fallback
         logger.warning("weights unavailable, serving the %s preset with random weights: %s", FALLBACK_PRESET, error)
-        model = random_model(FALLBACK_PRESET, device)
+        model = random_model(FALLBACK_PRESET, build_device).to(device)
         banner = f"Weights could not be loaded ({error}). Serving the {FALLBACK_SUMMARY}"
-        return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0, fallback_error=str(error))
-    model.eval()
+        return ServedModel(model, FALLBACK_PRESET, device, None, banner, 1.0, fallback_error=str(error),
+                           recipe=ModelRecipe(0, FALLBACK_PRESET))
+    model = model.eval().to(device)
     share = random_parameter_share(report)
     return ServedModel(model, settings.preset, device, report, mostly_random_banner(share, settings.mostly_random_share),
-                       share)
+                       share, recipe=recipe, trained=trained)
 
 
 def mostly_random_banner(share: float, threshold: float) -> str | None:

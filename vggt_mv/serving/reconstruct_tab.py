@@ -11,15 +11,13 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from vggt_mv.attention_layout import resolve_mode
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
-from vggt_mv.pipeline import (Reconstruction, ReconstructionError, ReconstructionSettings, StageTimes, add_tracks,
-                              cached_reconstruction, counted, plan_run, resolve_query_points, run_stages, tracks_of,
-                              tracks_unavailable, with_tracks)
-from vggt_mv.serving.session_tracks import SessionTracks
-from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
+from vggt_mv.pipeline import (FILES_PROGRESS, SCENE_PROGRESS, Reconstruction, ReconstructionError,
+                              ReconstructionSettings, StageTimes, counted, model_weight_bytes, plan_run,
+                              resolve_query_points, tracks_of, with_tracks, write_outputs)
+from vggt_mv.serving.app_state import AppState
 from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
 from vggt_mv.viz.points import COLOR_MODES
@@ -27,9 +25,6 @@ from vggt_mv.viz.previews import STRIP_PANELS, camera_rows, reference_frame
 from vggt_mv.viz.scene import SceneOptions, build_scene
 from vggt_mv.viz.tracks import TRACK_KEYS
 
-SESSIONS_ROOT = DEFAULT_SESSIONS_DIR
-# What each session tracked, by session digest: the cached runs are shared, so they never hold tracks.
-SESSION_TRACKS = SessionTracks()
 MASK_HEAD_PREFIX = "aggregator.spatial_mask_head."
 RANDOM_MASK_NOTE = ("The spatial mask head's weights are random: the 'dynamic' colour, the dynamic filter and the "
                     "strip's dynamic panel show noise, not the model's motion segmentation.")
@@ -169,12 +164,6 @@ def resolve_videos(files: list | None, example_name: str | None):
     raise UserFacingError("upload one video per camera (1 to 8), or pick an example")
 
 
-def configure_sessions_root(root: str | Path) -> None:
-    """Where session folders live (the operator's setting); nothing outside it is ever written or removed."""
-    global SESSIONS_ROOT
-    SESSIONS_ROOT = Path(root)
-
-
 def upload_path(upload) -> Path:
     """The server path of one uploaded file (a path string, a Path, or a tempfile-like object)."""
     if isinstance(upload, (str, Path)):
@@ -185,28 +174,28 @@ def upload_path(upload) -> Path:
 
 
 def session_folder_name(session_hash: str | None) -> str:
-    """A digest of the client's session id: no string a client sends can name a path outside SESSIONS_ROOT."""
+    """A digest of the client's session id: no string a client sends can name a path outside the sessions root."""
     return hashlib.sha256((session_hash or "anonymous").encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def is_session_folder(folder: Path) -> bool:
-    """True only for a real folder directly in SESSIONS_ROOT named like session_folder_name makes them."""
+def is_session_folder(root: Path, folder: Path) -> bool:
+    """True only for a real folder directly in `root` named like session_folder_name makes them."""
     name_is_digest = len(folder.name) == 32 and all(c in "0123456789abcdef" for c in folder.name)
     return (name_is_digest and not folder.is_symlink() and folder.is_dir()
-            and folder.resolve().parent == SESSIONS_ROOT.resolve())
+            and folder.resolve().parent == root.resolve())
 
 
-def session_folder(session_hash: str | None) -> Path:
+def session_folder(state: AppState, session_hash: str | None) -> Path:
     """A folder for one browser session's downloads (removed when the session ends)."""
-    folder = SESSIONS_ROOT / session_folder_name(session_hash)
+    folder = state.sessions_root / session_folder_name(session_hash)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def forget_earlier_runs(session_hash: str | None) -> None:
+def forget_earlier_runs(state: AppState, session_hash: str | None) -> None:
     """Before a new run: drop the session's earlier runs' files, so one session keeps one run on disk."""
-    folder = SESSIONS_ROOT / session_folder_name(session_hash)
-    if is_session_folder(folder):
+    folder = state.sessions_root / session_folder_name(session_hash)
+    if is_session_folder(state.sessions_root, folder):
         for run_folder in folder.iterdir():
             if run_folder.is_dir() and not run_folder.is_symlink():
                 shutil.rmtree(run_folder, ignore_errors=True)
@@ -214,11 +203,11 @@ def forget_earlier_runs(session_hash: str | None) -> None:
                 run_folder.unlink(missing_ok=True)
 
 
-def remove_session_folder(session_hash: str | None) -> None:
+def remove_session_folder(state: AppState, session_hash: str | None) -> None:
     """Forget a session's files and tracks; anything that is not one of our session folders is left alone."""
-    SESSION_TRACKS.drop(session_folder_name(session_hash))
-    folder = SESSIONS_ROOT / session_folder_name(session_hash)
-    if is_session_folder(folder):
+    state.session_tracks.drop(session_folder_name(session_hash))
+    folder = state.sessions_root / session_folder_name(session_hash)
+    if is_session_folder(state.sessions_root, folder):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -232,12 +221,16 @@ def uploads_win_note(example_name: str) -> str:
     return f"uploads are used; the example '{_shortened(example_name)}' is ignored"
 
 
-def describe_plan(served, files, example_name, frames_per_camera, max_total_frames) -> str:
-    """Effective T (and why), each camera's source -> processed size, tokens and memory; or why it cannot run."""
+def describe_plan(state: AppState, files, example_name, frames_per_camera) -> str:
+    """Effective T (and why), the attention mode (and why), each camera's source -> processed size, tokens and
+    memory; or why it cannot run. Runs in the main process and never touches CUDA."""
+    served = state.served
     try:
         videos, _ = resolve_videos(files, example_name)
-        plan = plan_run(served, videos, ReconstructionSettings(frames_per_camera=int(frames_per_camera),
-                                                               max_total_frames=max_total_frames))
+        settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
+                                          max_total_frames=state.max_total_frames)
+        plan = plan_run(videos, settings, served.config, model_weight_bytes(served.model), state.memory(),
+                        served.trained)
     except (UserFacingError, VideoError, ReconstructionError) as error:
         return f"⚠️ {error}"
     lines = [f"Planned on {served.device}: {plan.describe()}"]
@@ -267,11 +260,11 @@ def upload_previews(files) -> list[tuple[np.ndarray, str]]:
     return previews
 
 
-def run(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
-        display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None, query_points=None):
+def run(state: AppState, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
+        display: DisplayChoices, session_hash: str | None, progress=None, query_points=None):
     """Reconstruct and prepare everything the tab shows: figure, strip, downloads (zip first), status, cache key."""
-    *_, last = run_progressively(served, files, example_name, frames_per_camera, window_start, window_end,
-                                 offsets_text, mode, display, session_hash, max_total_frames, progress, query_points)
+    *_, last = run_progressively(state, files, example_name, frames_per_camera, window_start, window_end,
+                                 offsets_text, mode, display, session_hash, progress, query_points)
     return last
 
 
@@ -287,37 +280,41 @@ def checked_query_points(query_points) -> list:
     return list(query_points)
 
 
-def run_progressively(served, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
-                      display: DisplayChoices, session_hash: str | None, max_total_frames: int, progress=None,
+def run_progressively(state: AppState, files, example_name, frames_per_camera, window_start, window_end,
+                      offsets_text, mode, display: DisplayChoices, session_hash: str | None, progress=None,
                       query_points=None):
     """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads.
 
     With query points ([[x, y], ...] in pixels of the processed reference frame) the run carries their tracks; a
     cached run gets them from its kept track context (track head only), and they become the session's tracks.
-    Without, it shows no tracks, and the session's earlier tracks are forgotten (other sessions' stay theirs)."""
+    Without, it shows no tracks, and the session's earlier tracks are forgotten (other sessions' stay theirs).
+    Only the model's forward (and the track head) runs in a GPU call; the rest runs here, in the main process."""
     options = display.scene_options()
     points = checked_query_points(query_points)
     videos, example = resolve_videos(files, example_name)
     settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
                                       window=(float(window_start), float(window_end)),
                                       offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
-                                      max_total_frames=max_total_frames, query_points=tuple(points))
-    updates = run_stages(served, videos, settings, lambda result: session_folder(session_hash) / result.key,
-                         render=lambda result: render(result, display), example=example,
-                         progress=progress, options=options)
+                                      max_total_frames=state.max_total_frames, query_points=tuple(points))
+    progress = progress or (lambda fraction, message: None)
+    stages = StageTimes()
+    ignored = ignored_example(files, example_name)
     try:
-        first = next(updates)
-        figure, strip = first.view
-        key = first.result.key
-        SESSION_TRACKS.put(session_folder_name(session_hash), key, tracks_of(first.result))
-        ignored = ignored_example(files, example_name)
-        yield figure, strip, [], status_text(served, first.result, first.stages, writing=True, ignored=ignored,
-                                             display=display), key
-        final = next(updates)
+        result = state.reconstruct(videos, settings, example, progress, stages)
+        progress(SCENE_PROGRESS, "building the scene")
+        with stages.stage("scene"):
+            figure, strip = render(result, display)
+        state.session_tracks.put(session_folder_name(session_hash), result.key, tracks_of(result))
+        yield figure, strip, [], status_text(state.served, result, stages, writing=True, ignored=ignored,
+                                             display=display), result.key
+        progress(FILES_PROGRESS, "writing the downloads")
+        with stages.stage("files"):
+            folder = session_folder(state, session_hash) / result.key
+            write_outputs(result, folder, options)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
-    yield figure, strip, downloads_in(final.outputs["zip"].parent), status_text(
-        served, final.result, final.stages, ignored=ignored, display=display), key
+    yield figure, strip, downloads_in(folder), status_text(state.served, result, stages, ignored=ignored,
+                                                           display=display), result.key
 
 
 def downloads_in(folder: Path) -> list[str]:
@@ -352,42 +349,42 @@ def camera_gallery(result: Reconstruction, time_step: int) -> list[tuple[np.ndar
             for index, (row, info) in enumerate(zip(rows, result.clip.infos))]
 
 
-def cached_result(key: str | None) -> Reconstruction | None:
+def cached_result(state: AppState, key: str | None) -> Reconstruction | None:
     """The session's cached run (without tracks), None before any run; a key that left the cache gets one message."""
     if key is None:
         return None
-    result = cached_reconstruction(key)
+    result = state.runs.get(key)
     if result is None:
         raise UserFacingError("run a reconstruction first (or again: its results left the cache)")
     return result
 
 
-def session_result(key: str | None, session_hash: str | None) -> Reconstruction | None:
+def session_result(state: AppState, key: str | None, session_hash: str | None) -> Reconstruction | None:
     """What this session sees of the cached run `key`: the run with this session's tracks (if it has any there)."""
-    result = cached_result(key)
+    result = cached_result(state, key)
     if result is None:
         return None
-    tracks = SESSION_TRACKS.get(session_folder_name(session_hash), key)
+    tracks = state.session_tracks.get(session_folder_name(session_hash), key)
     return with_tracks(result, tracks) if tracks else result
 
 
-def redraw(key: str | None, display: DisplayChoices, session_hash: str | None):
+def redraw(state: AppState, key: str | None, display: DisplayChoices, session_hash: str | None):
     """Display controls changed: rebuild the scene from the cached predictions with the session's tracks; before
     any run, change nothing."""
-    result = session_result(key, session_hash)
+    result = session_result(state, key, session_hash)
     return gr.skip() if result is None else scene_figure(result, display)
 
 
-def redraw_strip(key: str | None, strip_step, session_hash: str | None) -> object:
+def redraw_strip(state: AppState, key: str | None, strip_step, session_hash: str | None) -> object:
     """The strip's time step changed: only the strip is drawn again (the 3D player needs no server call)."""
-    result = session_result(key, session_hash)
+    result = session_result(state, key, session_hash)
     if result is None:
         return gr.skip()
     last = result.clip.grid[0] - 1
     return camera_gallery(result, whole_number(strip_step, "strip time step", 0, last))
 
 
-def track_point(served, key: str | None, points: list, index, display: DisplayChoices, strip_step,
+def track_point(state: AppState, key: str | None, points: list, index, display: DisplayChoices, strip_step,
                 session_hash: str | None):
     """A click on the reference frame (Gradio's select index [x, y], in its pixels): the session's points plus this
     one, tracked from the cached run (track head only); what track_view returns, and the new point list."""
@@ -396,62 +393,62 @@ def track_point(served, key: str | None, points: list, index, display: DisplayCh
     wanted = list(points or []) + [list(index)]
     if len(wanted) > MAX_QUERY_POINTS:
         raise UserFacingError(f"at most {MAX_QUERY_POINTS} points can be tracked at once; clear the tracks first")
-    return track_view(served, key, display, strip_step, session_hash, query_points=wanted)
+    return track_view(state, key, display, strip_step, session_hash, query_points=wanted)
 
 
-def track_grid(served, key: str | None, count, display: DisplayChoices, strip_step, session_hash: str | None):
+def track_grid(state: AppState, key: str | None, count, display: DisplayChoices, strip_step, session_hash: str | None):
     """'Track a grid of K points' over the reference frame's real pixels; later clicks add to the grid."""
     whole_number(count, "track grid", 1, MAX_QUERY_POINTS)
-    return track_view(served, key, display, strip_step, session_hash, track_grid=int(float(count)))
+    return track_view(state, key, display, strip_step, session_hash, track_grid=int(float(count)))
 
 
-def track_view(served, key: str | None, display: DisplayChoices, strip_step, session_hash: str | None,
+def track_view(state: AppState, key: str | None, display: DisplayChoices, strip_step, session_hash: str | None,
                query_points=(), track_grid: int = 0):
     """Track points on the cached run without re-running it (or say why it cannot) as this session's tracks (the
     shared run is unchanged), then redraw: (scene, strip, reference frame, tracks status, downloads, the points)."""
-    result = cached_result(key)
+    result = cached_result(state, key)
     if result is None:
         raise UserFacingError("run a reconstruction first, then click its reference frame")
     options = display.scene_options()
     step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
-    reason = tracks_unavailable(key)
+    reason = state.runs.tracks_unavailable(key)
     if reason is not None:
         raise UserFacingError(f"cannot add tracks to this run without running it again: {reason}")
     stages = StageTimes()
     try:
         with stages.stage("tracks"):
-            result = add_tracks(served, key, query_points, track_grid)
+            result = state.add_tracks(key, query_points, track_grid)
     except ReconstructionError as error:
         raise UserFacingError(str(error)) from None
-    SESSION_TRACKS.put(session_folder_name(session_hash), key, tracks_of(result))
+    state.session_tracks.put(session_folder_name(session_hash), key, tracks_of(result))
     with stages.stage("scene"):
         figure = move_frames_into_layout(build_scene(result.predictions, options))
         strip = camera_gallery(result, step)
     with stages.stage("files"):
-        downloads = write_tracks_file(result, session_hash)
+        downloads = write_tracks_file(state, result, session_hash)
     points = result.predictions["query_points"].tolist()
-    return figure, strip, reference_frame(result.predictions), tracks_status(result, stages), downloads, points
+    return figure, strip, reference_frame(result.predictions), tracks_status(state, result, stages), downloads, points
 
 
-def clear_tracks(key: str | None, display: DisplayChoices, strip_step, session_hash: str | None):
+def clear_tracks(state: AppState, key: str | None, display: DisplayChoices, strip_step, session_hash: str | None):
     """'Clear tracks': the session's tracks forgotten, the run drawn again without them (same outputs as
     track_view); other sessions' tracks on the same run stay."""
-    result = cached_result(key)
+    result = cached_result(state, key)
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), []
     options = display.scene_options()
     step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
-    SESSION_TRACKS.drop(session_folder_name(session_hash))
-    downloads = write_tracks_file(result, session_hash)
+    state.session_tracks.drop(session_folder_name(session_hash))
+    downloads = write_tracks_file(state, result, session_hash)
     return (move_frames_into_layout(build_scene(result.predictions, options)), camera_gallery(result, step),
-            reference_frame(result.predictions), tracks_status(result), downloads, [])
+            reference_frame(result.predictions), tracks_status(state, result), downloads, [])
 
 
-def write_tracks_file(result: Reconstruction, session_hash: str | None):
+def write_tracks_file(state: AppState, result: Reconstruction, session_hash: str | None):
     """tracks.npz (the NPZ's track arrays) beside the run's downloads, or removed with the tracks; the new list of
     downloads (unchanged when the session has no downloads of this run)."""
-    folder = SESSIONS_ROOT / session_folder_name(session_hash) / result.key
-    if not (is_session_folder(folder.parent) and folder.is_dir() and not folder.is_symlink()):
+    folder = state.sessions_root / session_folder_name(session_hash) / result.key
+    if not (is_session_folder(state.sessions_root, folder.parent) and folder.is_dir() and not folder.is_symlink()):
         return gr.skip()
     target = folder / TRACKS_FILE
     if "track" in result.predictions:
@@ -461,10 +458,10 @@ def write_tracks_file(result: Reconstruction, session_hash: str | None):
     return downloads_in(folder)
 
 
-def tracks_status(result: Reconstruction, stages: StageTimes | None = None) -> str:
+def tracks_status(state: AppState, result: Reconstruction, stages: StageTimes | None = None) -> str:
     """The line under the reference frame: how to add tracks, what is tracked and how (never an aggregator run),
     or why tracks cannot be added from the cache."""
-    reason = tracks_unavailable(result.key)
+    reason = state.runs.tracks_unavailable(result.key)
     predictions = result.predictions
     if "track" not in predictions:
         if reason is not None:
@@ -479,15 +476,14 @@ def tracks_status(result: Reconstruction, stages: StageTimes | None = None) -> s
     return line + f". {hidden:.0%} of the tracked positions are hidden (vis < 0.5; faded in the strip)."
 
 
-def track_controls_after_run(key: str | None, session_hash: str | None) -> tuple:
+def track_controls_after_run(state: AppState, key: str | None, session_hash: str | None) -> tuple:
     """After a run: the reference frame to click (with the session's tracks), the tracks status, the tracked
     points."""
-    result = cached_reconstruction(key) if key is not None else None
-    if result is None:
+    if state.runs.get(key) is None:
         return gr.skip(), gr.skip(), []
-    result = session_result(key, session_hash)
+    result = session_result(state, key, session_hash)
     points = result.predictions["query_points"].tolist() if "query_points" in result.predictions else []
-    return reference_frame(result.predictions), tracks_status(result), points
+    return reference_frame(result.predictions), tracks_status(state, result), points
 
 
 def strip_heading() -> str:
@@ -495,10 +491,10 @@ def strip_heading() -> str:
     return f"**Per camera** at the strip's time step: {' | '.join(STRIP_PANELS)}"
 
 
-def display_control_updates(key: str | None) -> tuple:
+def display_control_updates(state: AppState, key: str | None) -> tuple:
     """After a run: the strip's time step spans exactly 0..T-1 (reset to 0), the ground-truth toggle only with
     ground truth."""
-    result = cached_reconstruction(key) if key is not None else None
+    result = state.runs.get(key)
     if result is None:
         return gr.skip(), gr.skip()
     last = result.clip.grid[0] - 1
@@ -523,12 +519,11 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
     height, width = result.clip.images.shape[-2:]
     requested = result.settings.frames_per_camera
     capped = f" (asked for {requested})" if steps < requested else ""
-    mode = resolve_mode(result.settings.mode, cameras)
-    how = " (auto)" if result.settings.mode == "auto" else ""
     seconds = stages.seconds if stages is not None else result.seconds
     timing = stages.describe() if stages is not None else ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
     lines = [f"**{counted(steps, 'time step')}{capped} x {counted(cameras, 'camera')}** at {width}x{height} on "
-             f"{served.device} (preset {served.preset}, attention {mode}{how}): {timing}."]
+             f"{served.device} (preset {served.preset}, attention {result.mode.mode}): {timing}.",
+             f"- Attention: {result.mode.reason}"]
     if ignored:
         lines.append(f"- ⚠️ {uploads_win_note(ignored)}.")
     if "inference" not in seconds:

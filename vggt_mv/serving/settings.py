@@ -31,6 +31,9 @@ class ServeSettings:
     queue_size: int = 16
     sessions_dir: Path = DEFAULT_SESSIONS_DIR
     cache_max_age: int = 3600
+    # Bytes one run may use where the model runs; None: a ZeroGPU slice's figure, the GPU's total or the host's
+    # available memory (vggt_mv.serving.gpu.memory_budget), never asked of CUDA in the main process.
+    gpu_memory_bytes: int | None = None
 
     @property
     def delete_cache(self) -> tuple[int, int]:
@@ -73,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-max-age", type=int,
                         default=int(_flag_default("cache_max_age", defaults.cache_max_age)),
                         help="seconds an uploaded or downloadable file stays in Gradio's cache")
+    parser.add_argument("--gpu-memory", type=float, default=_flag_default("gpu_memory", None), metavar="GIB",
+                        help="GiB one run may use where the model runs (default: a ZeroGPU slice's 69.5 GiB on "
+                             "ZeroGPU, the GPU's total on a GPU server, the available RAM on a CPU)")
     return parser
 
 
@@ -90,4 +96,5 @@ def parse_settings(argv: list[str] | None = None) -> ServeSettings:
         allow_weight_loading=args.allow_weight_loading, mostly_random_share=args.mostly_random_share,
         max_total_frames=args.max_total_frames, queue_size=args.queue_size,
         sessions_dir=Path(args.sessions_dir).resolve(), cache_max_age=args.cache_max_age,
+        gpu_memory_bytes=int(float(args.gpu_memory) * 1024 ** 3) if args.gpu_memory else None,
     )
