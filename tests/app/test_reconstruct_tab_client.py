@@ -38,7 +38,8 @@ def test_reconstruct_three_example_videos_end_to_end(app):
     frames = plot["layout"]["meta"]["player_frames"]
     assert [frame["name"] for frame in frames] == ["0", "1", "2"], "the player's frames survive gr.Plot"
     assert "depth-edge points removed" in plot["layout"]["title"]["text"]
-    assert "3 time steps x 3 cameras" in status and "attention multi (auto)" in status
+    assert "3 time steps x 3 cameras" in status and "attention global)" in status
+    assert "Attention: auto chose global for 3 cameras: random weights" in status, "the API says why, too"
     by_name = {path.rsplit("/", 1)[-1]: path for path in downloads}
     assert downloads[0].endswith("downloads.zip")
     scene = trimesh.load(by_name["scene.glb"])

@@ -7,6 +7,7 @@ import pytest
 
 from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, choose  # noqa: F401 (fixture)
 from tests.support.app_server import running_app
+from tests.support.browser import open_app
 from tests.viz.test_player import stepped_predictions
 from vggt_mv.pipeline import write_outputs
 from vggt_mv.viz.scene import SceneOptions, build_scene
@@ -69,7 +70,7 @@ def test_the_player_plays_three_steps_in_the_app_without_a_server_request_and_ke
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app() as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url)
+        open_app(page, url)
         choose(page, "…or an example (uploads win)", "rig-three-cameras")
         page.get_by_role("button", name="Reconstruct").click()
         page.wait_for_function(f"() => {{ const s = ({PLAYER_STATE})({PLOT!r}); return s && s.frames === 8; }}",

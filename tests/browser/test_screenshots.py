@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app_server import running_app
+from tests.support.browser import open_app
 from tests.support.sparse_checkpoints import reference_layout, write_sparse_safetensors
 from tests.support.videos import write_video
 
@@ -51,7 +52,7 @@ def test_weights_tab_full_size_dry_run_screenshot(browser, full_size_weights):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app("--weights-dir", str(full_size_weights)) as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url)
+        open_app(page, url)
         page.get_by_role("tab", name="Weights").click()
         choose(page, "VGGT checkpoint (repo id or file)", "vggt-1b.safetensors")
         choose(page, "Pi3 (repo id or file)", "pi3.safetensors")
@@ -72,7 +73,7 @@ def test_reconstruct_tab_example_screenshot(browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app() as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url)
+        open_app(page, url)
         choose(page, "…or an example (uploads win)", "rig-three-cameras")
         page.get_by_role("button", name="Reconstruct").click()
         page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first.wait_for(timeout=120_000)
@@ -94,7 +95,7 @@ def test_reconstruct_tab_portrait_and_landscape_uploads(browser, tmp_path):
     landscape = write_video(tmp_path / "landscape.mp4", frames=12, fps=10, width=640, height=360)
     with running_app() as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url)
+        open_app(page, url)
         run_button = page.get_by_role("button", name="Reconstruct", exact=True)
         box = run_button.bounding_box()
         assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"], "Reconstruct is below the fold"
@@ -115,7 +116,7 @@ def test_reconstruct_tab_portrait_and_landscape_uploads(browser, tmp_path):
         run_button.click()
         status = page.locator("#run-status")
         status.get_by_text("8 time steps x 2 cameras").wait_for(timeout=240_000)
-        assert "attention multi (auto)" in status.inner_text()
+        assert "attention global)" in status.inner_text() and "auto chose global" in status.inner_text()
         status.locator("li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SCREENSHOTS / "reconstruct-tab-uploads.png"))

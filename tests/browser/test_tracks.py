@@ -4,11 +4,11 @@ player, and the strip is marked; another visitor on the same example sees none o
 out/screenshots/."""
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, choose  # noqa: F401 (fixture)
 from tests.browser.test_player import click_slider_at
 from tests.support.app_server import running_app
+from tests.support.browser import open_app
 
 pytestmark = pytest.mark.slow
 
@@ -52,20 +52,14 @@ def click_reference_pixel(page, x: int, y: int) -> None:
 
 
 def run_example(page, steps: int) -> None:
-    """Open the app's page (already at its url) and reconstruct the bundled example at T=steps, downloads written."""
+    """On the app's page (opened with open_app, so every component is mounted), reconstruct the bundled example at
+    T=steps, downloads written."""
     page.get_by_role("button", name="Reconstruct").wait_for()
-    plan = page.locator("#plan", has_text=f"{steps} time steps x 3 cameras")
-    for attempt in range(3):  # a dropdown typed into while the page still hydrates can drop the value: type again
-        choose(page, "…or an example (uploads win)", "rig-three-cameras")
-        frames = page.locator("#frames input[type=number]")
-        frames.fill(str(steps))
-        frames.press("Enter")
-        try:
-            plan.wait_for(timeout=30_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
+    choose(page, "…or an example (uploads win)", "rig-three-cameras")
+    frames = page.locator("#frames input[type=number]")
+    frames.fill(str(steps))
+    frames.press("Enter")
+    page.locator("#plan", has_text=f"{steps} time steps x 3 cameras").wait_for(timeout=60_000)
     page.get_by_role("button", name="Reconstruct").click()
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
                            f" && gd._transitionData._frames.length === {steps}; }}", timeout=240_000)
@@ -76,7 +70,7 @@ def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggre
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app() as (url, _):
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url)
+        open_app(page, url)
         run_example(page, 3)
         page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
         assert page.evaluate(TRACKS_STATE, PLOT)["names"] == []
@@ -110,7 +104,7 @@ def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggre
 
         visitor = browser.new_context(viewport=VIEWPORT)  # another visitor (its own session), same example
         other = visitor.new_page()
-        other.goto(url)
+        open_app(other, url)
         run_example(other, 3)
         other.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
         assert other.evaluate(TRACKS_STATE, PLOT)["names"] == [], "the first session's tracks leaked"

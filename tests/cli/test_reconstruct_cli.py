@@ -98,3 +98,27 @@ def test_outputs_replace_those_of_an_earlier_run_and_stages_and_progress_are_sho
     assert "VGGT_MV: aggregator layer" in stderr and "] 100%" not in stderr.split("stages:")[1]
     assert "stages: decode" in stderr and "files" in stderr
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "no staging folder is left behind"
+
+
+def test_auto_says_which_attention_it_chose_and_why_global_for_plain_vggt_and_multi_for_a_vggt_mv_checkpoint(
+        tmp_path, capsys):
+    from tests.support.checkpoints import tiny_state, write_safetensors
+    from vggt_mv.weights import build_and_load
+    from vggt_mv.weights.checkpoint_writer import save_checkpoint
+
+    videos = list_examples()[0].video_paths[:2]
+    plain = write_safetensors(tmp_path / "vggt.safetensors", {k: v for k, v in tiny_state().items()
+                                                              if not k.startswith("aggregator.spatial_mask_head.")})
+    code, _, stderr = run_cli(capsys, *videos, "--frames", "1", "--checkpoint", plain, "--out", tmp_path / "a")
+    attention = [line for line in stderr.splitlines() if line.startswith("attention:")]
+    assert code == 0 and len(attention) == 1 and "auto chose global for 2 cameras" in attention[0]
+    model, _ = build_and_load(model_config(), checkpoint=plain)
+    trained = save_checkpoint(model, tmp_path / "mv.safetensors", "multi")
+    code, _, stderr = run_cli(capsys, *videos, "--frames", "1", "--checkpoint", trained, "--out", tmp_path / "b")
+    assert code == 0 and "attention: auto chose multi for 2 cameras" in stderr
+
+
+def model_config():
+    from vggt_mv.config import VGGTMVConfig
+
+    return VGGTMVConfig.from_preset("tiny")
