@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.videos import write_audio_only, write_png, write_video, write_with_container
 from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError
 from vggt_mv.serving.settings import ServeSettings
@@ -108,16 +109,22 @@ def served():
 
 
 @pytest.fixture
-def sessions(tmp_path, monkeypatch):
-    root = tmp_path / "sessions"
-    monkeypatch.setattr(reconstruct_tab, "SESSIONS_ROOT", root)
-    return root
+def state(served, tmp_path):
+    """What the app keeps, new for each test, with its session folders under the test's tmp folder."""
+    app_state = AppState(served, tmp_path / "sessions")
+    yield app_state
+    served.replaced.remove(app_state.forget_runs)
 
 
-def reconstruct(served, videos, session="hostile"):
+@pytest.fixture
+def sessions(state):
+    return state.sessions_root
+
+
+def reconstruct(state, videos, session="hostile"):
     """One request through the tab function, as the app makes it (T=2, uploads only)."""
-    return reconstruct_tab.run(served, videos, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
-                               session, 64)
+    return reconstruct_tab.run(state, videos, None, 2, 0.0, 1.0, "", "auto", DisplayChoices(point_budget=2000),
+                               session)
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -126,13 +133,13 @@ def files_under(folder: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_a_bad_video_gets_one_short_message_and_leaves_nothing_behind(case, served, sessions, tmp_path):
+def test_a_bad_video_gets_one_short_message_and_leaves_nothing_behind(case, state, sessions, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     make, phrase = REFUSED[case]
     videos = make(uploads)
     with pytest.raises(UserFacingError) as refused:
-        reconstruct(served, videos)
+        reconstruct(state, videos)
     message = str(refused.value)
     assert phrase in message
     assert "\n" not in message and len(message) < 300
@@ -141,21 +148,21 @@ def test_a_bad_video_gets_one_short_message_and_leaves_nothing_behind(case, serv
 
 
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
-def test_an_unusual_but_real_video_is_reconstructed(case, served, sessions, tmp_path):
+def test_an_unusual_but_real_video_is_reconstructed(case, state, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
-    figure, strip, downloads, status, key = reconstruct(served, ACCEPTED[case](uploads))
+    figure, strip, downloads, status, key = reconstruct(state, ACCEPTED[case](uploads))
     assert "x 1 camera**" in status and strip and strip[0][0].size > 0
     assert downloads and all(Path(path).is_file() for path in downloads)
 
 
-def test_after_every_bad_video_the_tab_still_answers_a_good_request(served, sessions, tmp_path):
+def test_after_every_bad_video_the_tab_still_answers_a_good_request(state, tmp_path):
     for index, case in enumerate(sorted(REFUSED)):
         uploads = tmp_path / f"uploads{index}"
         uploads.mkdir()
         with pytest.raises(UserFacingError):
-            reconstruct(served, REFUSED[case][0](uploads))
+            reconstruct(state, REFUSED[case][0](uploads))
     uploads = tmp_path / "fine"
     uploads.mkdir()
-    *_, status, _ = reconstruct(served, [good(uploads, "a.mp4"), good(uploads, "b.mp4")])
+    *_, status, _ = reconstruct(state, [good(uploads, "a.mp4"), good(uploads, "b.mp4")])
     assert "2 time steps x 2 cameras" in status
