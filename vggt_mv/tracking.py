@@ -49,8 +49,9 @@ def check_query_points(points, width: int, height: int, valid_mask: np.ndarray |
         if not (math.isfinite(x) and math.isfinite(y)):
             raise QueryPointError(f"query point {index} is not finite: {shown(point)}")
         if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
-            raise QueryPointError(f"query point {index} [{x:g}, {y:g}] lies outside the {width}x{height} "
-                                  "reference frame (pixels of camera 0 at the first time step)")
+            frame = f"the {width}x{height} reference frame" if math.isfinite(width) else "the reference frame"
+            raise QueryPointError(f"query point {index} [{x:g}, {y:g}] lies outside {frame} (pixels of camera 0 at "
+                                  "the first time step)")
         if valid_mask is not None and not valid_mask[nearest_index(y, height), nearest_index(x, width)]:
             raise QueryPointError(f"query point {index} [{x:g}, {y:g}] lies on the reference frame's padding")
         rows.append((x, y))

@@ -104,6 +104,7 @@ class AppState:
             result, context = finish(outputs, clip, settings, plan.mode, key, stages, example)
         if rerun_reason is not None:
             result.notes.append(f"Ran the model again to add tracks: {rerun_reason}.")
+        result = replace(result, seconds=dict(stages.seconds))  # inference included
         self.runs.put(result, tag, context)
         if not settings.wants_tracks():
             return result

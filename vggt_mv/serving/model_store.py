@@ -103,18 +103,22 @@ class ServedModel:
             listener()
 
     def model_for(self, recipe: ModelRecipe) -> torch.nn.Module:
-        """The model a GPU call asked for: this one when the recipes agree; in a forked ZeroGPU worker whose copy
-        is older, the recipe's model, built here once and kept for the worker's next calls."""
-        if recipe == self.recipe:
-            return self.model
-        if os.getpid() == self.owner_pid:
-            from vggt_mv.pipeline import ReconstructionError
+        """The model a GPU call asked for. In the main process (a plain server) that is the served model, or a
+        refusal when it was replaced meanwhile. In a forked ZeroGPU worker whose copy is older (it was forked before
+        a load in the Weights tab), the recipe's model, built there once and kept for the worker's next calls; a
+        worker also moves a model loaded on the CPU in the main process onto its GPU."""
+        in_worker = os.getpid() != self.owner_pid
+        if recipe != self.recipe:
+            if not in_worker:
+                from vggt_mv.pipeline import ReconstructionError
 
-            raise ReconstructionError("the served weights changed while this request waited; run it again")
-        logger.info("GPU worker: building served model version %d (its copy was version %d)", recipe.version,
-                    self.recipe.version)
-        self.model = build_model(recipe, self.device)
-        self.recipe = recipe
+                raise ReconstructionError("the served weights changed while this request waited; run it again")
+            logger.info("GPU worker: building served model version %d (its copy was version %d)", recipe.version,
+                        self.recipe.version)
+            self.model = build_model(recipe, "cpu")
+            self.recipe = recipe
+        if in_worker:
+            self.model = self.model.to(worker_device(self.device))
         return self.model
 
     @property
@@ -159,6 +163,14 @@ def build_model(recipe: ModelRecipe, device: torch.device | str) -> torch.nn.Mod
                               pi3_rules=recipe.pi3_rules, sources=list(recipe.sources) or None, device=str(device),
                               check_untrained=False)
     return model.eval()
+
+
+def worker_device(served_device: torch.device) -> torch.device:
+    """Where a GPU worker runs the model: the served device, unless CUDA is not really there (a CPU stand-in for
+    ZeroGPU's worker, as in the tests), then the CPU."""
+    if served_device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return served_device
 
 
 def startup_device(settings: ServeSettings) -> torch.device:
