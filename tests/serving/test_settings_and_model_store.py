@@ -15,6 +15,17 @@ def test_flags_override_environment_which_overrides_defaults(monkeypatch):
     assert settings.preset == "tiny" and settings.port == 9100 and settings.checkpoint is None
 
 
+def test_on_a_space_the_app_listens_where_the_space_tells_gradio_to(monkeypatch):
+    for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "VGGT_MV_HOST", "VGGT_MV_PORT"):
+        monkeypatch.delenv(variable, raising=False)
+    assert parse_settings([]).host == "127.0.0.1", "a laptop's app is not exposed on the network"
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    assert (parse_settings([]).host, parse_settings([]).port) == ("0.0.0.0", 7861)
+    monkeypatch.setenv("VGGT_MV_HOST", "127.0.0.2")
+    assert parse_settings([]).host == "127.0.0.2" and parse_settings(["--port", "9000"]).port == 9000
+
+
 def test_unreachable_weights_fall_back_to_tiny_random_with_a_banner(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as constants

@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["decoder", "decoder+encoder"])
     parser.add_argument("--preset", default=_flag_default("preset", defaults.preset), choices=["vggt-1b", "tiny"])
     parser.add_argument("--device", default=_flag_default("device", defaults.device), help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--host", default=_flag_default("host", defaults.host))
-    parser.add_argument("--port", type=int, default=int(_flag_default("port", defaults.port)))
+    # A Space tells Gradio where to listen through GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (0.0.0.0:7860).
+    parser.add_argument("--host", default=_flag_default("host", os.environ.get("GRADIO_SERVER_NAME", defaults.host)))
+    parser.add_argument("--port", type=int, default=int(_flag_default(
+        "port", os.environ.get("GRADIO_SERVER_PORT", defaults.port))))
     parser.add_argument("--weights-dir", default=_flag_default("weights_dir", None),
                         help="directory whose weight files visitors may pick in the Weights tab")
     parser.add_argument("--allow-weight-loading", action="store_true",
