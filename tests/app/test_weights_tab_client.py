@@ -122,8 +122,9 @@ def loading_client(folders):
 def test_compare_weights_returns_the_comparison_and_refuses_other_paths(loading_client):
     comparison = loading_client.predict(a="vggt-tiny-tuned.safetensors", b="vggt-tiny.safetensors",
                                         api_name="/compare_weights")
-    assert comparison["schema_version"] == 1 and comparison["a"]["location"] == "vggt-tiny-tuned.safetensors"
+    assert comparison["schema_version"] == 2 and comparison["a"]["location"] == "vggt-tiny-tuned.safetensors"
     assert comparison["modules"]["aggregator"]["unchanged"] is True
+    assert comparison["modules"]["aggregator"]["unchanged_kind"] == "never_trained", "a fresh init in both"
     assert comparison["modules"]["camera_head"]["relative_change"] == pytest.approx(0.5)  # ||1.5b - b|| / ||b||
     for hostile, phrase in (("../outside.safetensors", "weights folder"), ("/etc/passwd", "reads no other paths"),
                             ("corrupt.safetensors", "corrupt")):

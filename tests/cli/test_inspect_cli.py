@@ -44,6 +44,33 @@ def test_full_size_dry_run_prints_tree_ranges_mismatch_and_unexpected(full_size,
     assert data["summary"]["pi3_loaded"] == 648 and data["dry_run"] is True
 
 
+def test_full_size_dry_run_with_pi3x_names_its_own_modules_once(full_size, tmp_path, capsys):
+    checkpoint, _ = full_size
+    pi3x = write_sparse_safetensors(tmp_path / "pi3x.safetensors", reference_layout("pi3x"))
+    code, out, err = run_in_process(capsys, "--checkpoint", checkpoint, "--pi3", pi3x, "--pi3-rules", "pi3x-decoder",
+                                    "--dry-run")
+    assert code == 0, err
+    counts = dict(re.findall(r"^  (\w+(?: \(\w+\))?) +(\d+) tensors", out, re.MULTILINE))
+    assert counts == {"checkpoint_loaded": "1149", "pi3_loaded": "648", "derived": "0", "random": "6",
+                      "overridden": "648", "mismatched": "1", "unexpected (checkpoint)": "0",
+                      "unexpected (pi3)": "557"}
+    anomalies = out.split("ANOMALIES:", 1)[1]
+    assert anomalies.count("  ! ") == 1 and "Pi3X modules with no counterpart in VGGT_MV" in anomalies
+    assert "pose_inject_blk" not in out.split("ANOMALIES:", 1)[0].split("Unexpected keys", 1)[1], \
+        "Pi3X's own modules are the anomaly, not unexpected keys"
+    by_source = run_in_process(capsys, "--checkpoint", checkpoint, "--source", f"pi3x={pi3x}@pi3x-decoder+encoder",
+                               "--dry-run")[1]
+    assert re.search(r"^  pi3x_loaded +991 tensors", by_source, re.MULTILINE)
+
+
+def test_help_offers_every_built_in_rule_set():
+    from vggt_mv.weights.rule_files import BUILTIN_RULE_SETS
+    from vggt_mv.weights.rules import PI3_RULE_SETS
+
+    text = " ".join(inspect("--help").stdout.split())
+    assert all(name in text for name in BUILTIN_RULE_SETS + PI3_RULE_SETS)
+
+
 def test_fail_under_catches_a_submodule_checkpoint(tmp_path):
     aggregator_only = {k.removeprefix("aggregator."): v for k, v in tiny_state().items() if k.startswith("aggregator.")}
     path = write_safetensors(tmp_path / "agg.safetensors", aggregator_only)
@@ -100,6 +127,8 @@ def test_half_precision_sources_say_so(tmp_path, capsys):
     (["--expect-random", "track_head.("], "bad --expect-random pattern"),
     (["--json", "/nonexistent-dir/report.json"], "cannot write the JSON report"),
     ([], "give --checkpoint and/or --pi3"),
+    (["--pi3-rules", "pi4-decoder"], "--pi3-rules 'pi4-decoder': choose one of decoder, decoder+encoder, "
+                                     "pi3x-decoder, pi3x-decoder+encoder"),
 ])
 def test_user_errors_are_one_line_with_exit_code_two(tmp_path, capsys, flags, phrase):
     source = [] if not flags else ["--checkpoint", write_safetensors(tmp_path / "t.safetensors", tiny_state())]
@@ -261,13 +290,31 @@ def test_compare_prints_the_change_per_module_and_writes_the_json(compared_pair,
     assert out.startswith("COMPARE a with b") and f"a: {a}" in out
     line = {row.split()[0]: row for row in out.splitlines() if row and not row.startswith(" ")}
     assert "3.33e-01" in line["camera_head"], "||a - 1.5a|| / ||1.5a|| = 1/3"
-    assert "UNCHANGED" in line["aggregator"] and "UNCHANGED" in line["track_head"]
+    assert "NEVER TRAINED" in line["aggregator"] and "NEVER TRAINED" in line["track_head"], "a fresh init in both"
+    assert "still at init in both (never trained): 4 modules (marked NEVER TRAINED below)" in out
+    assert "Still at init in both (never trained), by module range:\n  aggregator\n  depth_head\n  point_head\n" \
+           "  track_head\n" in out
     assert "Only in a, by prefix:" in out and "point_head.norm" in out and "Only in b" in out
     data = json.loads((tmp_path / "c.json").read_text())
-    assert data["schema_version"] == 1 and data["only_a"] == ["point_head.norm.bias"]
+    assert data["schema_version"] == 2 and data["only_a"] == ["point_head.norm.bias"]
     assert data["only_b"] == ["extra.weight"] and data["modules"]["aggregator"]["unchanged"] is True
+    assert data["modules"]["aggregator"]["unchanged_kind"] == "never_trained"
     assert data["modules"]["camera_head"]["relative_change"] == pytest.approx(1 / 3)
     assert "JSON comparison written to" in out and not list(tmp_path.glob("*.part"))
+
+
+def test_compare_says_frozen_for_a_fine_tune_that_kept_its_trained_aggregator(tmp_path, capsys):
+    generator = torch.Generator().manual_seed(11)
+    trained = {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in tiny_state(seed=3).items()}
+    tuned = {k: (v if k.startswith("aggregator.") else v * 1.5) for k, v in trained.items()}
+    a, b = write_safetensors(tmp_path / "a.safetensors", tuned), write_safetensors(tmp_path / "b.safetensors", trained)
+    code, out, err = run_in_process(capsys, "--compare", a, b, "--depth", "1", "--json", tmp_path / "c.json")
+    assert code == 0, err
+    tree = out.split("Modules (relative change):\n")[1].split("\n\n")[0]
+    line = {row.split()[0]: row for row in tree.splitlines()}
+    assert "FROZEN" in line["aggregator"] and "5.00e-01" in line["camera_head"], "||1.5b - b|| / ||b||"
+    assert "frozen (equal, trained): 1 module (marked FROZEN below)" in out and "NEVER TRAINED" not in out
+    assert json.loads((tmp_path / "c.json").read_text())["modules"]["aggregator"]["unchanged_kind"] == "frozen"
 
 
 def test_compare_honours_depth(compared_pair, capsys):

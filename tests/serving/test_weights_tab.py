@@ -187,7 +187,7 @@ def test_comparing_refuses_any_other_server_path_on_either_side(compare_dir, hos
             weights_tab.compare_checkpoint_files(sides[0], None, sides[1], None, compare_dir, allow_loading=True)
 
 
-def test_a_comparison_shows_unchanged_modules_one_sided_keys_a_treemap_and_a_json(compare_dir, tmp_path, monkeypatch):
+def test_a_comparison_shows_findings_a_table_one_sided_keys_a_treemap_and_a_json(compare_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     progress = []
@@ -195,12 +195,17 @@ def test_a_comparison_shows_unchanged_modules_one_sided_keys_a_treemap_and_a_jso
                                                 allow_loading=True, on_tensor=lambda done, total: progress.append(
                                                     (done, total)))
     assert progress[-1] == (len(tiny_state()) - 1,) * 2, "one step per key both sides have"
-    assert "Unchanged modules" in view.summary and "`aggregator`" in view.summary
-    assert "| `camera_head` | 3.33e-01 |" in view.summary
-    assert "**Only in a** (1 keys)" in view.summary and "`point_head.norm`" in view.summary
+    assert "still at init in both (never trained)" in view.summary, "tiny_state() is a fresh init on both sides"
+    assert "#### Unchanged, still at init in both (never trained)" in view.unchanged
+    assert "- `aggregator` (1 module" in view.unchanged
+    rows = {row[0]: row for row in view.table}
+    assert rows["camera_head"][1:3] == ["changed", 0.333]
+    assert rows["aggregator"][1:3] == ["still at init in both (never trained)", 0.0]
+    assert "**Only in a** (1 key)" in view.summary and "`point_head.norm`" in view.summary
     assert view.treemap.data[0].type == "treemap"
     saved = json.loads(Path(view.json_path).read_text())
-    assert saved == view.comparison and saved["schema_version"] == 1 and saved["only_a"] == ["point_head.norm.bias"]
+    assert saved == view.comparison and saved["schema_version"] == 2 and saved["only_a"] == ["point_head.norm.bias"]
+    assert saved["modules"]["aggregator"]["unchanged_kind"] == "never_trained"
     assert Path(view.json_path).parent.parent == tmp_path / "tmp" / weights_tab.REPORTS_FOLDER
     assert saved["a"]["location"] == "tiny.safetensors", "sides are named as the visitor gave them"
     assert str(compare_dir) not in view.summary and str(compare_dir) not in Path(view.json_path).read_text()
@@ -225,3 +230,39 @@ def test_a_load_shows_how_many_loaded_tensors_look_untrained(weights_dir):
     assert f"**{loaded.report['summary']['suspect_untrained']:,}** tensors" in loaded.totals
     assert "look untrained though loaded from checkpoint" in loaded.totals
     assert "look untrained" in loaded.tree_html
+
+
+def test_the_tab_offers_the_pi3x_rule_sets_and_names_pi3xs_own_modules_once(weights_dir):
+    from tests.support.sparse_checkpoints import reference_layout, write_sparse_safetensors
+
+    assert {"pi3x-decoder", "pi3x-decoder+encoder"} <= set(weights_tab.BUILTIN_RULE_SETS)
+    write_sparse_safetensors(weights_dir / "vggt-1b.safetensors", reference_layout("vggt-1b"))
+    write_sparse_safetensors(weights_dir / "pi3x.safetensors", reference_layout("pi3x"))
+    served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
+    view = inspect(served, "vggt-1b.safetensors", None, "pi3x.safetensors", None, "pi3x-decoder", weights_dir,
+                   apply=False, allow_apply=False, preset="vggt-1b")
+    summary = view.report["summary"]
+    assert (summary["checkpoint_loaded"], summary["pi3_loaded"], summary["unexpected"]["pi3"]) == (1149, 648, 557)
+    assert view.totals.count("Pi3X modules with no counterpart in VGGT_MV") == 1
+    assert not any(row[1].startswith("pose_inject_blk") for row in view.unexpected)
+    rows = [weights_tab.SourceRequest("checkpoint", "vggt-1b.safetensors", None, "identity"),
+            weights_tab.SourceRequest("pi3x", "pi3x.safetensors", None, "pi3x-decoder+encoder")]
+    by_rows = weights_tab.inspect_sources(served, rows, weights_dir, apply=False, allow_apply=False,
+                                          preset="vggt-1b")
+    assert by_rows.report["summary"]["loaded"] == {"checkpoint": 806, "pi3x": 991}
+    assert weights_tab.api_source_requests("", "x", "pi3x-decoder", None)[1].rules == "pi3x-decoder"
+
+
+def test_a_fine_tune_that_kept_its_trained_aggregator_shows_it_frozen_not_never_trained(weights_dir):
+    generator = torch.Generator().manual_seed(21)
+    trained = {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in tiny_state(seed=9).items()}
+    write_safetensors(weights_dir / "trained.safetensors", trained)
+    write_safetensors(weights_dir / "tuned.safetensors",
+                      {k: (v if k.startswith("aggregator.") else v * 1.1) for k, v in trained.items()})
+    view = weights_tab.compare_checkpoint_files("tuned.safetensors", None, "trained.safetensors", None, weights_dir,
+                                                allow_loading=True)
+    rows = {row[0]: row for row in view.table}
+    assert rows["aggregator"][1] == "frozen (equal, trained)" and rows["camera_head"][1] == "changed"
+    assert "**1** frozen (equal, trained)" in view.summary and "still at init in both" not in view.summary
+    assert view.unchanged.startswith("#### Unchanged, frozen (equal, trained): 1 module in 1 group\n- `aggregator`")
+    assert view.comparison["modules"]["aggregator"]["unchanged_kind"] == "frozen"

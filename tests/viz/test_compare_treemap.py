@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.support.checkpoints import tiny_state, write_safetensors
-from vggt_mv.viz.compare_treemap import (ROOT_ID, STATUS_COLORS, UNCHANGED_COLOR, UNCHANGED_PATTERN,
+from vggt_mv.viz.compare_treemap import (ROOT_ID, STATUS_COLORS, UNCHANGED_COLORS, UNCHANGED_PATTERN,
                                          build_compare_treemap, change_color, decade_range, module_id, range_id,
                                          tensor_id)
 from vggt_mv.weights.compare import SideInfo, TensorChange, build_comparison, compare_checkpoints
@@ -32,16 +32,18 @@ def tiny_comparison(tmp_path_factory):
                                str(write_safetensors(folder / "b.safetensors", b)))
 
 
-def test_colours_follow_the_change_and_unchanged_modules_are_grey_and_hatched(tiny_comparison):
+def test_colours_follow_the_change_and_unchanged_modules_are_hatched_in_their_findings_colour(tiny_comparison):
     nodes = by_id(build_compare_treemap(tiny_comparison))
     decades = decade_range(tiny_comparison)
     camera, depth = (tiny_comparison.modules[p] for p in ("camera_head", "depth_head"))
     assert nodes[module_id("camera_head")]["color"] == change_color(camera.relative_change, decades)
     assert nodes[module_id("depth_head")]["color"] == change_color(depth.relative_change, decades)
     assert nodes[module_id("camera_head")]["color"] != nodes[module_id("depth_head")]["color"]
-    for unchanged in ("aggregator", "track_head", "aggregator.frame_blocks"):
-        assert nodes[module_id(unchanged)]["color"] == UNCHANGED_COLOR
+    for unchanged in ("aggregator", "track_head", "aggregator.frame_blocks"):  # a fresh init on both sides
+        assert nodes[module_id(unchanged)]["color"] == UNCHANGED_COLORS["never_trained"]
         assert nodes[module_id(unchanged)]["pattern"] == UNCHANGED_PATTERN
+    assert nodes[tensor_id("aggregator.frame_blocks.0.norm1.weight")]["color"] == UNCHANGED_COLORS["never_trained"]
+    assert "still at init in both (never trained)" in nodes[module_id("track_head")]["hover"]
     assert nodes[module_id("camera_head")]["pattern"] == ""
     assert nodes[tensor_id("point_head.norm.bias")]["color"] == STATUS_COLORS["only_a"]
 
@@ -72,7 +74,8 @@ def test_full_size_treemap_collapses_ranges_and_stays_small():
         norm = math.sqrt(math.prod(shape)) * 0.02
         changes.append(TensorChange(key, "changed" if trained else "unchanged", shape_a=shape, shape_b=shape,
                                     dtype_a="torch.float32", dtype_b="torch.float32",
-                                    diff_norm=0.01 * norm if trained else 0.0, ref_norm=norm))
+                                    diff_norm=0.01 * norm if trained else 0.0, ref_norm=norm,
+                                    at_init=None if trained else False))
     total = sum(math.prod(shape) for shape in reference_layout("vggt-1b").values())
     side = SideInfo("a", "a.safetensors", len(changes), total)
     comparison = build_comparison(side, SideInfo("b", "b.safetensors", len(changes), total), changes)
@@ -82,7 +85,7 @@ def test_full_size_treemap_collapses_ranges_and_stays_small():
     decades = decade_range(comparison)
     for stack in ("frame_blocks", "global_blocks"):
         assert nodes[range_id(f"aggregator.{stack}.{{0..17}}")]["color"] == change_color(0.01, decades)
-        assert nodes[range_id(f"aggregator.{stack}.{{18..23}}")]["color"] == UNCHANGED_COLOR
+        assert nodes[range_id(f"aggregator.{stack}.{{18..23}}")]["color"] == UNCHANGED_COLORS["frozen"]
     assert nodes[module_id("camera_head")]["pattern"] == UNCHANGED_PATTERN
 
 
@@ -94,3 +97,19 @@ def test_keys_named_like_modules_or_the_root_cannot_collide(tmp_path):
                                      str(write_safetensors(tmp_path / "y.safetensors", other)))
     ids = build_compare_treemap(comparison).data[0].ids
     assert len(ids) == len(set(ids))
+
+
+def test_the_legend_names_both_findings_and_tells_frozen_from_never_trained_by_colour(tiny_comparison):
+    title = build_compare_treemap(tiny_comparison).layout.title.text
+    frozen = f"<span style='color:{UNCHANGED_COLORS['frozen']}'>■</span> frozen (equal, trained), hatched"
+    fresh = (f"<span style='color:{UNCHANGED_COLORS['never_trained']}'>■</span> still at init in both (never "
+             "trained), hatched")
+    assert frozen in title and fresh in title
+    assert UNCHANGED_COLORS["frozen"] != UNCHANGED_COLORS["never_trained"]
+    # Tiny modules of a fresh init (a [1, 16] Linear) are too small to judge: the third finding, listed as present.
+    assert tiny_comparison.modules["aggregator.spatial_mask_head.3"].unchanged_kind == "unknown"
+    assert "unchanged (not known whether trained), hatched" in title
+    side = SideInfo("a", "a.safetensors", 1, 4)
+    judged = build_comparison(side, side, [TensorChange("w", "unchanged", shape_a=(4,), shape_b=(4,), diff_norm=0.0,
+                                                        ref_norm=2.0, at_init=False)])
+    assert "not known whether trained" not in build_compare_treemap(judged).layout.title.text

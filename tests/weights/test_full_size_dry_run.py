@@ -94,3 +94,51 @@ def test_report_json_follows_the_documented_schema(sparse_sources, meta_model):
     assert data["tree"][""]["parameters"]["random"] == data["summary"]["parameters"]["random"]
     assert sum(data["summary"]["parameters"][s] for s in ("checkpoint_loaded", "pi3_loaded", "derived", "random")) \
         == 1_256_537_516 + data["summary"]["parameters"]["random"]
+
+
+@pytest.fixture(scope="module")
+def sparse_pi3x(tmp_path_factory):
+    return write_sparse_safetensors(tmp_path_factory.mktemp("sparse-pi3x") / "pi3x.safetensors",
+                                    reference_layout("pi3x"))
+
+
+PI3X_OWN_MODULES = ("Pi3X modules with no counterpart in VGGT_MV (metric, depth, ray, pose injection, conv heads): "
+                    "not loaded, as expected (667 tensors of the pi3x source")
+
+
+def test_vggt_then_pi3x_decoder_gives_the_stated_counts_and_one_anomaly_for_pi3xs_own_modules(
+        sparse_sources, sparse_pi3x, meta_model):
+    checkpoint, _ = sparse_sources
+    report = load_weights(meta_model, checkpoint=checkpoint, sources=[("pi3x", sparse_pi3x, "pi3x-decoder")],
+                          dry_run=True)
+    summary = report.summary()
+    assert summary["loaded"] == {"checkpoint": 1149, "pi3x": 648}
+    assert summary["parameters"]["loaded"]["pi3x"] == 453_547_008
+    assert summary["overridden"] == 648 and summary["random"] == 6
+    assert summary["unexpected"] == {"checkpoint": 0, "pi3x": 557}, "Pi3's modules, as for Pi3; Pi3X's own are not"
+    assert {key.split(".")[0] for key in report.unexpected["pi3x"]} == {
+        "encoder", "point_decoder", "conf_decoder", "camera_decoder", "camera_head", "image_mean", "image_std"}
+    assert [m["key"] for m in report.mismatched] == ["aggregator.register_token"]
+    anomaly, = report.anomalies
+    assert anomaly.kind == "not_loaded_as_expected" and anomaly.message.startswith(PI3X_OWN_MODULES)
+    assert set(anomaly.modules) == {"metric_token", "metric_decoder", "metric_head", "depth_encoder", "depth_emb",
+                                    "ray_embed", "pose_inject_blk", "point_head", "conf_head"}
+    own = next(rule for rule in report.rules if rule["name"] == "pi3x:pi3x-own-modules")
+    assert own["matched"] == 667 and own["not_loaded"]
+    assert not any((t["source_key"] or "").startswith("pose_inject_blk.") for t in report.tensors)
+    mappings = {r["name"]: r["mappings"] for r in report.rules}
+    assert mappings["pi3x:decoder-even"] == ["decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"]
+    assert mappings["pi3x:decoder-odd"] == ["decoder.{1..35 odd} -> aggregator.global_blocks.{0..17}"]
+
+
+def test_pi3x_decoder_plus_encoder_through_the_pi3_flag(sparse_sources, sparse_pi3x, meta_model):
+    checkpoint, _ = sparse_sources
+    report = load_weights(meta_model, checkpoint=checkpoint, pi3=sparse_pi3x, pi3_rules="pi3x-decoder+encoder",
+                          dry_run=True)
+    summary = report.summary()
+    assert (summary["checkpoint_loaded"], summary["pi3_loaded"], summary["random"]) == (806, 991, 6)
+    assert summary["parameters"]["pi3_loaded"] == 757_918_720
+    assert summary["unexpected"] == {"checkpoint": 0, "pi3": 214}
+    assert report.sources["pi3"]["rules"] == "pi3x-decoder+encoder"
+    assert [a.kind for a in report.anomalies] == ["not_loaded_as_expected"]
+    assert not any((t["source_key"] or "").startswith(("pose_inject_blk.", "depth_encoder.")) for t in report.tensors)

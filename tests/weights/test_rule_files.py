@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.support.checkpoints import pi3_layout_state, tiny_state, write_safetensors
+from tests.support.sparse_checkpoints import reference_layout
 from vggt_mv import VGGTMVConfig
 from vggt_mv.weights import build_and_load
 from vggt_mv.weights.index_expressions import ExpressionError, compile_expression
@@ -16,7 +17,8 @@ TINY = VGGTMVConfig.from_preset("tiny")
 
 
 def test_the_builtins_are_rule_files_of_the_same_format_shipped_in_the_package():
-    assert BUILTIN_RULE_SETS == ("identity", "pi3-decoder", "pi3-decoder+encoder")
+    assert BUILTIN_RULE_SETS == ("identity", "pi3-decoder", "pi3-decoder+encoder", "pi3x-decoder",
+                                 "pi3x-decoder+encoder")
     even = builtin_rule_set("pi3-decoder").for_source("pi3")[0]
     assert even.name == "pi3:decoder-even"
     assert even.map_key("decoder.34.attn.qkv.weight") == "aggregator.frame_blocks.17.attn.qkv.weight"
@@ -103,6 +105,10 @@ def test_a_named_transform_from_the_registry_changes_values_and_shapes(tmp_path)
     ("rules = []\n", "non-empty `rules`"),
     ("[[rules]\n", "not a valid TOML"),
     ("[[rules]]\nname = 'a'\nfrom = 'x'\nto = 'y'\noptional = 'yes'\n", "true or false"),
+    ("[[rules]]\nname = 'a'\nfrom = ['x.*']\nto = 'y.*'\nnot_loaded = true\n", "takes no 'to'"),
+    ("[[rules]]\nname = 'a'\nfrom = []\nnot_loaded = true\n", "a list of 1 to 100 patterns"),
+    ("[[rules]]\nname = 'a'\nfrom = ['x', 7]\nnot_loaded = true\n", "`from` must be non-empty text"),
+    ("[[rules]]\nname = 'a'\nfrom = 'x'\nnot_loaded = 'yes'\n", "true or false"),
 ])
 def test_bad_rules_files_are_one_line_naming_the_file_and_the_rule(tmp_path, text, phrase):
     path = write_rules(tmp_path / "bad.toml", text)
@@ -129,3 +135,51 @@ def test_pi3_rules_from_the_builtin_file_give_the_seeds_results(tmp_path):
                                                 f"pi3={pi3}@pi3-decoder"], dry_run=True)
     assert by_flags.to_dict() == by_specs.to_dict()
     assert by_flags.summary()["pi3_loaded"] == 2 * TINY.depth * 18
+
+
+@pytest.mark.parametrize("rule_set", ["pi3x-decoder", "pi3x-decoder+encoder"])
+def test_pi3x_rules_are_anchored_so_the_pose_injection_blocks_are_never_mapped(rule_set):
+    """Pi3X's pose_inject_blk.{0..4} have a decoder block's sub-keys: only `decoder.` itself may match."""
+    rules = builtin_rule_set(rule_set).for_source("pi3x")
+    layout_keys = list(reference_layout("pi3x"))
+    for key in layout_keys:
+        targets = [rule.map_key(key) for rule in rules]
+        if key.startswith(("pose_inject_blk.", "depth_encoder.", "metric_decoder.")):
+            assert targets == [None] * len(rules), key
+    even, odd = rules[0], rules[1]
+    assert even.map_key("decoder.34.attn.qkv.weight") == "aggregator.frame_blocks.17.attn.qkv.weight"
+    assert odd.map_key("decoder.35.ls2.gamma") == "aggregator.global_blocks.17.ls2.gamma"
+    assert even.map_key("pose_inject_blk.0.attn.qkv.weight") is None
+    assert even.map_key("x.decoder.0.attn.qkv.weight") is None, "anchored at the start of the key"
+    own = next(rule for rule in rules if rule.not_loaded)
+    assert own.name == "pi3x:pi3x-own-modules" and own.map_key("metric_token") is None
+    assert own.pattern.fullmatch("pose_inject_blk.4.mlp.fc2.bias") and own.pattern.fullmatch("depth_emb")
+    assert not own.pattern.fullmatch("point_head.proj.weight"), "only Pi3X's conv head keys, not any point_head"
+
+
+def test_a_not_loaded_rule_keeps_its_keys_out_of_unexpected_and_makes_one_anomaly(tmp_path):
+    state = tiny_state()
+    source = {**{k: v for k, v in state.items() if k.startswith("camera_head.")},
+              **{f"extra_{n}.weight": torch.ones(2) for n in range(20)}, "stray.weight": torch.ones(1)}
+    path = write_safetensors(tmp_path / "x.safetensors", source)
+    rules = write_rules(tmp_path / "x.toml", '''
+[[rules]]
+name = "same"
+from = "*"
+to = "*"
+[[rules]]
+name = "extras"
+from = ["extra_{n}.*", "camera_head.*"]
+not_loaded = true
+description = "The extra modules have no counterpart here: not loaded, as expected"
+''')
+    _, report = build_and_load(TINY, sources=[("x", path, rules)], dry_run=True)
+    assert report.unexpected == {"x": ["stray.weight"]}
+    extras = next(rule for rule in report.rules if rule["name"] == "x:extras")
+    assert extras["matched"] == 20 and extras["not_loaded"] is True and extras["mappings"] == [], \
+        "keys another rule maps load: a not_loaded rule only names what no rule maps"
+    anomaly, = [a for a in report.anomalies if a.kind == "not_loaded_as_expected"]
+    assert anomaly.message.startswith("The extra modules have no counterpart here: not loaded, as expected (20 "
+                                      "tensors of the x source, in extra_0, extra_1")
+    assert anomaly.source == "x" and len(anomaly.modules) == 20
+    assert report.summary()["loaded"] == {"x": sum(k.startswith("camera_head.") for k in source)}

@@ -12,8 +12,8 @@ from vggt_mv.layers.vision_transformer import DinoVisionTransformer
 from vggt_mv.weights.meta_build import build_on_meta
 from vggt_mv.weights.sources import open_source
 from vggt_mv.weights.tree import build_tree
-from vggt_mv.weights.untrained import (MIN_RANDOM_VALUES, find_untrained, find_untrained_in_source, init_specs,
-                                       suspects_per_module)
+from vggt_mv.weights.untrained import (MIN_RANDOM_VALUES, InitSpec, find_untrained, find_untrained_in_source,
+                                       init_specs, init_verdict, suspects_per_module)
 
 HEADS = ("camera_head.", "point_head.", "depth_head.", "track_head.")
 # Every optional module on, so the lambda logits and memory tokens are covered too.
@@ -161,3 +161,19 @@ def test_suspicions_serialise_for_the_report(fresh):
     first = find_untrained(model, state)[0]
     assert set(first.to_dict()) == {"key", "numel", "init", "reason"}
     assert first.to_dict()["numel"] == state[first.key].numel()
+
+
+def test_an_init_verdict_says_at_init_trained_or_that_it_cannot_tell():
+    """The comparison's three answers: True at init, False judged trained, None where no verdict is possible."""
+    generator = torch.Generator().manual_seed(3)
+    ones, zero = [InitSpec("constant", 1.0, "unit norm weight")], [InitSpec("constant", 0.0, "zero bias")]
+    uniform = [InitSpec("uniform", 0.1, "kaiming-uniform")]
+    assert init_verdict(torch.ones(64), ones) is True
+    assert init_verdict(torch.ones(64) + 1e-3, ones) is False, "a constant init is judged at any size"
+    drawn = (torch.rand(4096, generator=generator) * 2 - 1) * 0.1
+    assert init_verdict(drawn, uniform) is True
+    assert init_verdict(drawn * 1.3, uniform) is False
+    assert init_verdict(drawn[:MIN_RANDOM_VALUES - 1] * 1.3, uniform) is None, "too few values for a random init"
+    assert init_verdict(drawn[:100] * 1.3, uniform + zero) is False, "its constant init alone is judged"
+    assert init_verdict(torch.ones(64), []) is None, "no init known"
+    assert init_verdict(torch.empty(64, device="meta"), ones) is None, "no data"

@@ -1,7 +1,8 @@
 """Treemap of a checkpoint comparison: area = parameters, colour = relative change ||a - b|| / ||b|| (log scale).
 
-Modules whose compared tensors are all exactly equal (frozen, or never trained between the two) are grey and
-cross-hatched; keys only one side has, and shape mismatches, get their own colours. Siblings in the same decade
+Modules whose compared tensors are all exactly equal are hatched, in the colour of their finding: grey when frozen
+(equal, trained), sand when still at init in both (never trained), light grey when that is not known; keys only
+one side has, and shape mismatches, get their own colours. Siblings in the same decade
 of change collapse into one range box (`aggregator.frame_blocks.{0..5}`), as in the text rendering; hover shows
 the numbers. Same layout and style as the provenance treemap (weights_treemap.py).
 """
@@ -14,11 +15,13 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from vggt_mv.weights.compare import Comparison, ModuleChange, TensorChange, band_groups, merged_module
+from vggt_mv.weights.compare import FINDINGS, Comparison, ModuleChange, TensorChange, band_groups, merged_module
 from vggt_mv.weights.render_text import human_count
 
 COLORSCALE = "Viridis"
-UNCHANGED_COLOR = "#bdbdbd"
+# Unchanged modules and tensors, by finding: frozen (equal, trained), never trained (still at init in both),
+# unknown (no verdict). All hatched, so "equal" reads at a glance and the colour says which finding.
+UNCHANGED_COLORS = {"frozen": "#bdbdbd", "never_trained": "#e6c88f", "unknown": "#e0e0e0"}
 UNCHANGED_PATTERN = "x"
 STATUS_COLORS = {"only_a": "#e7298a", "only_b": "#d95f02", "mismatched": "#000000", "not compared": "#f0f0f0"}
 ROOT_ID = "root"
@@ -41,11 +44,16 @@ def change_color(change: float, decades: tuple[int, int]) -> str:
     return sample_colorscale(COLORSCALE, [min(1.0, max(0.0, position))])[0]
 
 
+def tensor_kind(change: TensorChange) -> str:
+    """An unchanged tensor's finding: "frozen" (trained values), "never_trained" (at init in both), "unknown"."""
+    return {True: "never_trained", False: "frozen", None: "unknown"}[change.at_init]
+
+
 def module_color(module: ModuleChange, decades: tuple[int, int]) -> str:
     if module.compared_tensors == 0:
         return STATUS_COLORS["not compared"]
     if module.unchanged:
-        return UNCHANGED_COLOR
+        return UNCHANGED_COLORS[module.unchanged_kind]
     change = module.relative_change
     return change_color(change, decades) if change else STATUS_COLORS["not compared"]
 
@@ -54,7 +62,7 @@ def tensor_color(change: TensorChange, decades: tuple[int, int]) -> str:
     if change.status in STATUS_COLORS:
         return STATUS_COLORS[change.status]
     if change.status == "unchanged":
-        return UNCHANGED_COLOR
+        return UNCHANGED_COLORS[tensor_kind(change)]
     value = change.relative_change
     return change_color(value, decades) if value else STATUS_COLORS["not compared"]
 
@@ -65,11 +73,14 @@ def number(value: float | None, digits: int = 3) -> str:
 
 def module_hover(label: str, module: ModuleChange, a: str, b: str) -> str:
     """The numbers behind a module's colour (names escaped: a file's keys are not markup)."""
-    figure = "UNCHANGED (every value equal)" if module.unchanged else number(module.relative_change)
+    figure = (f"UNCHANGED, {FINDINGS[module.unchanged_kind]} (every value equal)" if module.unchanged
+              else number(module.relative_change))
+    at_init = f" ({module.at_init_tensors} at init in both, {module.frozen_tensors} trained)" \
+        if module.unchanged_tensors else ""
     lines = [escape(label), f"||{a} - {b}|| / ||{b}|| = {figure}",
              f"||{a} - {b}|| {number(module.diff_norm)} · ||{b}|| {number(module.ref_norm)}",
              f"{module.compared_tensors} tensors compared ({human_count(module.compared_parameters)} parameters), "
-             f"{module.unchanged_tensors} unchanged"]
+             f"{module.unchanged_tensors} unchanged{at_init}"]
     extra = [f"{text} {count}" for text, count in ((f"only in {a}", module.only_a), (f"only in {b}", module.only_b),
                                                   ("different shape", module.mismatched),
                                                   ("non-finite", module.non_finite)) if count]
@@ -81,7 +92,7 @@ def tensor_hover(change: TensorChange, a: str, b: str) -> str:
     shapes = f"{a} {list(change.shape_a) if change.shape_a else '-'} {change.dtype_a or ''} · " \
              f"{b} {list(change.shape_b) if change.shape_b else '-'} {change.dtype_b or ''}"
     status = {"only_a": f"only in {a}", "only_b": f"only in {b}", "mismatched": "different shape: not compared",
-              "unchanged": "UNCHANGED (every value equal)"}.get(change.status)
+              "unchanged": f"UNCHANGED, {FINDINGS[tensor_kind(change)]} (every value equal)"}.get(change.status)
     if status is None:
         status = f"||{a} - {b}|| / ||{b}|| = {number(change.relative_change)}" if change.finite else "non-finite values"
     lines = [escape(change.key), shapes, status]
@@ -147,15 +158,17 @@ def treemap_nodes(comparison: Comparison) -> dict[str, list]:
     return nodes
 
 
-def colour_key(decades: tuple[int, int], a: str, b: str) -> str:
-    """Swatches for the title: one per decade of the scale, then the special colours."""
+def colour_key(decades: tuple[int, int], a: str, b: str,
+               kinds: tuple[str, ...] = ("frozen", "never_trained")) -> list[str]:
+    """Swatches for the title, two lines: one per decade of the scale; then each finding of unchanged modules in
+    `kinds` and the special colours."""
     lo, hi = decades
     swatch = "<span style='color:{}'>■</span> {}"
     steps = [swatch.format(change_color(10.0 ** d, decades), f"1e{d}") for d in range(lo, hi + 1)]
-    steps.append(swatch.format(UNCHANGED_COLOR, "unchanged (hatched)"))
-    steps += [swatch.format(STATUS_COLORS[s], text) for s, text in
-              (("only_a", f"only in {a}"), ("only_b", f"only in {b}"), ("mismatched", "different shape"))]
-    return "  ".join(steps)
+    special = [swatch.format(UNCHANGED_COLORS[kind], f"{FINDINGS[kind]}, hatched") for kind in kinds]
+    special += [swatch.format(STATUS_COLORS[s], text) for s, text in
+                (("only_a", f"only in {a}"), ("only_b", f"only in {b}"), ("mismatched", "different shape"))]
+    return ["  ".join(steps), "  ".join(special)]
 
 
 def build_compare_treemap(comparison: Comparison, max_depth: int = 4) -> go.Figure:
@@ -163,6 +176,9 @@ def build_compare_treemap(comparison: Comparison, max_depth: int = 4) -> go.Figu
     nodes = treemap_nodes(comparison)
     decades = decade_range(comparison)
     a, b = comparison.a.role, comparison.b.role
+    present = {module.unchanged_kind for module in comparison.modules.values()}
+    kinds = ("frozen", "never_trained") + (("unknown",) if "unknown" in present else ())
+    legend = "".join(f"<br><sup>{line}</sup>" for line in colour_key(decades, a, b, kinds))
     figure = go.Figure(go.Treemap(
         ids=nodes["ids"], labels=nodes["labels"], parents=nodes["parents"], values=nodes["values"],
         branchvalues="total",
@@ -171,7 +187,7 @@ def build_compare_treemap(comparison: Comparison, max_depth: int = 4) -> go.Figu
                             "solidity": 0.15}},
         hovertext=nodes["hover"], hoverinfo="text", maxdepth=max_depth, textinfo="label",
         pathbar={"visible": True}, root={"color": "#f5f5f5"}))
-    figure.update_layout(margin={"l": 4, "r": 4, "t": 56, "b": 4}, height=620,
+    figure.update_layout(margin={"l": 4, "r": 4, "t": 80, "b": 4}, height=620,
                          title={"text": f"Relative change ||{a} - {b}|| / ||{b}|| per module (area = parameters, "
-                                        f"log colour scale)<br><sup>{colour_key(decades, a, b)}</sup>", "x": 0.01})
+                                        f"log colour scale){legend}", "x": 0.01})
     return figure

@@ -132,9 +132,27 @@ def dtype_anomalies(report: "LoadReport") -> list[Anomaly]:
         for role, rows in by_source.items()]
 
 
+def not_loaded_anomalies(plan: "LoadPlan") -> list[Anomaly]:
+    """One per not_loaded rule that named keys (Pi3X's own modules): what they are, in the rule's words, and the
+    source's modules holding them, so hundreds of known keys read as one finding rather than as unexpected."""
+    anomalies = []
+    for use in plan.rule_uses:
+        if not use.rule.not_loaded or not use.not_loaded_keys:
+            continue
+        modules = mismatched_modules(use.not_loaded_keys)
+        anomalies.append(Anomaly(
+            "not_loaded_as_expected",
+            f"{use.rule.description} ({len(use.not_loaded_keys)} tensors of the {use.source} source, in "
+            f"{listed(modules)}).",
+            f"Nothing to fix: rule {use.rule.name} declares these keys as having no counterpart in the model. "
+            "Choose another rule set if you meant to load them.", modules, use.source))
+    return anomalies
+
+
 def find_anomalies(report: "LoadReport", plan: "LoadPlan") -> list[Anomaly]:
     """One anomaly per cause: per source a prefix, config or empty-source cause (claiming the 0%-loaded modules it
-    explains), silent rules, dtypes; then one for the 0%-loaded modules no cause explains."""
+    explains), silent rules, dtypes, keys a rule set declares not loaded; then one for the 0%-loaded modules no
+    cause explains."""
     anomalies: list[Anomaly] = []
     tree = report.tree()
     empty = [path for path in tree if path and "." not in path and loaded_share(tree[path]) == 0.0]
@@ -188,6 +206,7 @@ def find_anomalies(report: "LoadReport", plan: "LoadPlan") -> list[Anomaly]:
                     "Check the model is built with the configuration this source was trained with.",
                     mismatched_modules(shape_keys), name))
     anomalies += dtype_anomalies(report)
+    anomalies += not_loaded_anomalies(plan)
     unused_total = sum(len(keys) for keys in report.unexpected.values())
     if unexplained and unused_total >= MANY_UNUSED_KEYS:
         has_identity = any(use.rule.name.endswith(":identity") for use in plan.rule_uses)

@@ -1,19 +1,24 @@
-"""Compare two checkpoints tensor by tensor and per module: relative change ||a - b|| / ||b||, what is unchanged.
+"""Compare two checkpoints tensor by tensor and per module: relative change ||a - b|| / ||b||, what is unchanged,
+and whether an unchanged module was frozen after training or never trained at all.
 
 Two sources (anything `open_source` accepts, each with a role name such as "a" and "b") are streamed a few
 matching tensors at a time (one per worker thread) from their memory maps, in float64 chunks of `CHUNK_VALUES`
 values (a big tensor never needs a float64 copy of itself), in file order with the kernel reading ahead, so the
 cost is about that of reading both files and the memory beyond the page cache is a few buffers. A module's
 figure is over all its compared tensors: sqrt(sum ||a - b||^2) / sqrt(sum ||b||^2). A module whose compared
-tensors are all exactly equal is `unchanged` (frozen, or never trained since b was saved).
+tensors are all exactly equal is `unchanged`, and its `unchanged_kind` says which of two findings that is:
+"frozen" (equal, and trained: some equal tensor matches no init) or "never_trained" (equal, and every equal tensor
+the detector can judge still holds its init in both), by the untrained-tensor check (untrained.py) run on both
+sides' data of every unchanged tensor, against the inits of the VGGT_MV config the headers fit (compare_inits.py).
 
-`Comparison.to_dict()` (schema_version 1), strict JSON (no NaN/Infinity):
+`Comparison.to_dict()` (schema_version 2), strict JSON (no NaN/Infinity):
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "a": {"role", "location", "tensors", "parameters"}, "b": {same},
+     "init_reference": "VGGT_MV, the `tiny` preset (read off b's header)" | null (no VGGT_MV header: no verdicts),
      "totals": MODULE (the whole model, path ""),
      "tensors": [{"key", "status", "numel", "shape_a", "shape_b", "dtype_a", "dtype_b",
-                  "diff_norm", "ref_norm", "relative_change", "finite"}, ...],
+                  "diff_norm", "ref_norm", "relative_change", "finite", "at_init"}, ...],
      "modules": {path: MODULE, ...},          # every module path above a key, "" included
      "only_a": [key, ...], "only_b": [key, ...], "mismatched": [key, ...]}
 
@@ -25,12 +30,25 @@ tensors are all exactly equal is `unchanged` (frozen, or never trained since b w
     relative_change: diff_norm / ref_norm; 0 when both are 0; null when ||b|| = 0 < ||a - b||, or not finite
     finite: false when either side holds NaN or Inf (then only "unchanged" (bitwise equal) or "changed" is known)
     numel: b's element count, a's when only a has the key
+    at_init: for an "unchanged" finite tensor, true when both sides' values match the init of that key in the
+             reference model (b is checked apart only when stored in another dtype: equal values in one dtype are
+             one tensor), false when they match none of the inits the detector can judge (trained values);
+             null for every other tensor, and where no verdict is possible (no init known for the key, no
+             reference model, or too few values (< 1024) for a random init)
 
     MODULE = {"module" (its path; never "path", which API clients such as gradio_client take for a file to
               download), "parameters" (b's, else a's, over every key below), "compared_tensors",
               "compared_parameters", "unchanged_tensors", "changed_tensors", "mismatched", "only_a", "only_b",
-              "non_finite", "diff_norm", "ref_norm", "relative_change", "unchanged"}
+              "non_finite", "diff_norm", "ref_norm", "relative_change", "unchanged", "at_init_tensors",
+              "frozen_tensors", "unchanged_kind"}
     unchanged: true when at least one tensor was compared and every compared tensor is unchanged
+    at_init_tensors / frozen_tensors: unchanged tensors whose at_init is true / false
+    unchanged_kind: null unless unchanged; then "frozen" (equal, trained: frozen_tensors > 0), else
+                    "never_trained" (still at init in both: at_init_tensors > 0), else "unknown" (no tensor of it
+                    could be judged)
+
+Changes: version 2 adds `init_reference`, `at_init` per tensor, and `at_init_tensors`, `frozen_tensors`,
+`unchanged_kind` per module (version 1 called every unchanged module "frozen, or never trained between the two").
 """
 
 from __future__ import annotations
@@ -43,11 +61,17 @@ from typing import Callable
 
 import torch
 
+from vggt_mv.weights.compare_inits import InitReference, init_reference
 from vggt_mv.weights.read_ahead import ReadAhead, file_order
 from vggt_mv.weights.sources import Source, open_source
 from vggt_mv.weights.tree import children, collapse_indices, module_paths
+from vggt_mv.weights.untrained import InitSpec, init_verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each finding is called wherever a person reads it (the CLI, the tab's table, the treemap's legend).
+FINDINGS = {"changed": "changed", "frozen": "frozen (equal, trained)",
+            "never_trained": "still at init in both (never trained)",
+            "unknown": "unchanged (not known whether trained)", "not compared": "not compared"}
 # torch runs an op on at most this many values on the calling thread (at::internal::GRAIN_SIZE); above it, ops
 # (and BLAS dot) fan out to thread pools that spin-wait, which on a busy 2-core machine measured 20-60x slower.
 # Parallelism comes from WORKERS Python threads instead, each comparing whole tensors, blocked by the OS not spun.
@@ -81,6 +105,7 @@ class TensorChange:
     diff_norm: float | None = None
     ref_norm: float | None = None
     finite: bool = True
+    at_init: bool | None = None  # unchanged tensors only: both sides still at their init (None: no verdict)
 
     @property
     def numel(self) -> int:
@@ -102,7 +127,8 @@ class TensorChange:
                 "shape_a": list(self.shape_a) if self.shape_a is not None else None,
                 "shape_b": list(self.shape_b) if self.shape_b is not None else None,
                 "dtype_a": self.dtype_a, "dtype_b": self.dtype_b, "diff_norm": self.diff_norm,
-                "ref_norm": self.ref_norm, "relative_change": self.relative_change, "finite": self.finite}
+                "ref_norm": self.ref_norm, "relative_change": self.relative_change, "finite": self.finite,
+                "at_init": self.at_init}
 
 
 def relative(diff_norm: float | None, ref_norm: float | None) -> float | None:
@@ -130,11 +156,30 @@ class ModuleChange:
     non_finite: int = 0
     diff_squared: float = 0.0
     ref_squared: float = 0.0
+    at_init_tensors: int = 0
+    frozen_tensors: int = 0
 
     @property
     def unchanged(self) -> bool:
         """Every compared tensor exactly equal (and at least one compared)."""
         return self.compared_tensors > 0 and self.unchanged_tensors == self.compared_tensors
+
+    @property
+    def unchanged_kind(self) -> str | None:
+        """For an unchanged module: "frozen" (some equal tensor is trained), "never_trained" (every one judged is
+        still at its init in both), "unknown" (none could be judged); None when the module changed."""
+        if not self.unchanged:
+            return None
+        if self.frozen_tensors:
+            return "frozen"
+        return "never_trained" if self.at_init_tensors else "unknown"
+
+    @property
+    def finding(self) -> str:
+        """Its FINDINGS key: "changed", "not compared", or the unchanged kind."""
+        if self.compared_tensors == 0:
+            return "not compared"
+        return self.unchanged_kind or "changed"
 
     @property
     def diff_norm(self) -> float | None:
@@ -158,6 +203,8 @@ class ModuleChange:
         self.compared_parameters += change.numel
         if change.status == "unchanged":
             self.unchanged_tensors += 1
+            self.at_init_tensors += change.at_init is True
+            self.frozen_tensors += change.at_init is False
         else:
             self.changed_tensors += 1
         if not change.finite:
@@ -171,7 +218,9 @@ class ModuleChange:
                 "compared_parameters": self.compared_parameters, "unchanged_tensors": self.unchanged_tensors,
                 "changed_tensors": self.changed_tensors, "mismatched": self.mismatched, "only_a": self.only_a,
                 "only_b": self.only_b, "non_finite": self.non_finite, "diff_norm": self.diff_norm,
-                "ref_norm": self.ref_norm, "relative_change": self.relative_change, "unchanged": self.unchanged}
+                "ref_norm": self.ref_norm, "relative_change": self.relative_change, "unchanged": self.unchanged,
+                "at_init_tensors": self.at_init_tensors, "frozen_tensors": self.frozen_tensors,
+                "unchanged_kind": self.unchanged_kind}
 
 
 @dataclass
@@ -182,6 +231,7 @@ class Comparison:
     b: SideInfo
     tensors: list[TensorChange]
     modules: dict[str, ModuleChange] = field(default_factory=dict)
+    init_reference: str | None = None  # the model whose inits told frozen from never trained (None: no verdicts)
 
     def keys_with(self, status: str) -> list[str]:
         return [change.key for change in self.tensors if change.status == status]
@@ -193,19 +243,21 @@ class Comparison:
     def to_dict(self) -> dict:
         """The documented JSON schema (module docstring)."""
         return {"schema_version": SCHEMA_VERSION, "a": self.a.to_dict(), "b": self.b.to_dict(),
-                "totals": self.totals.to_dict(), "tensors": [change.to_dict() for change in self.tensors],
+                "init_reference": self.init_reference, "totals": self.totals.to_dict(),
+                "tensors": [change.to_dict() for change in self.tensors],
                 "modules": {path: module.to_dict() for path, module in self.modules.items()},
                 "only_a": self.keys_with("only_a"), "only_b": self.keys_with("only_b"),
                 "mismatched": self.keys_with("mismatched")}
 
 
-def build_comparison(a: SideInfo, b: SideInfo, changes: list[TensorChange]) -> Comparison:
+def build_comparison(a: SideInfo, b: SideInfo, changes: list[TensorChange],
+                     init_reference: str | None = None) -> Comparison:
     """Aggregate per-tensor changes into every module above them (pure: no data is read here)."""
     modules: dict[str, ModuleChange] = {}
     for change in changes:
         for path in [""] + module_paths(change.key):
             modules.setdefault(path, ModuleChange(path)).add(change)
-    return Comparison(a=a, b=b, tensors=changes, modules=dict(sorted(modules.items())))
+    return Comparison(a=a, b=b, tensors=changes, modules=dict(sorted(modules.items())), init_reference=init_reference)
 
 
 def flat_real(tensor: torch.Tensor) -> torch.Tensor:
@@ -246,8 +298,19 @@ def squared_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return diff_squared, ref_squared
 
 
-def tensor_change(key: str, a: torch.Tensor, b: torch.Tensor) -> TensorChange:
-    """Compare one key's two tensors (shapes and dtypes first, then the values, streamed)."""
+def both_at_init(a: torch.Tensor, b: torch.Tensor, specs: list[InitSpec]) -> bool | None:
+    """The untrained check on both sides of an unchanged tensor: True when both still hold their init, False when
+    either holds values no init explains, None when neither can be judged. b is read only when a is at init and
+    stored in another dtype: equal values in the same dtype are the same tensor, with the same verdict."""
+    verdict_a = init_verdict(a, specs)
+    if verdict_a is not True or a.dtype == b.dtype:
+        return verdict_a
+    return init_verdict(b, specs)
+
+
+def tensor_change(key: str, a: torch.Tensor, b: torch.Tensor, specs: list[InitSpec] | None = None) -> TensorChange:
+    """Compare one key's two tensors (shapes and dtypes first, then the values, streamed); an unchanged one is also
+    checked against `specs`, the inits its model gives it."""
     sides = dict(shape_a=tuple(a.shape), shape_b=tuple(b.shape), dtype_a=str(a.dtype), dtype_b=str(b.dtype))
     if a.shape != b.shape or a.is_complex() != b.is_complex():
         return TensorChange(key, "mismatched", **sides)
@@ -256,8 +319,10 @@ def tensor_change(key: str, a: torch.Tensor, b: torch.Tensor) -> TensorChange:
         if not (math.isfinite(diff_squared) and math.isfinite(ref_squared)):
             status = "unchanged" if bitwise_equal(a, b) else "changed"
             return TensorChange(key, status, finite=False, **sides)
+        at_init = both_at_init(a, b, specs) if diff_squared == 0 and specs else None
     status = "unchanged" if diff_squared == 0 else "changed"
-    return TensorChange(key, status, diff_norm=math.sqrt(diff_squared), ref_norm=math.sqrt(ref_squared), **sides)
+    return TensorChange(key, status, diff_norm=math.sqrt(diff_squared), ref_norm=math.sqrt(ref_squared),
+                        at_init=at_init, **sides)
 
 
 def side_info(source: Source) -> SideInfo:
@@ -265,13 +330,16 @@ def side_info(source: Source) -> SideInfo:
                     parameters=sum(info.numel for info in source.tensors.values()))
 
 
-def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] | None = None) -> Comparison:
+def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] | None = None,
+                    check_init: bool = True) -> Comparison:
     """Compare two sources opened with data; `on_tensor(done, total)` after each matching key (for progress bars).
 
     Matching keys are read in the order of b's data (sequential reads), with the kernel asked to read ahead
-    (read_ahead.py), by WORKERS threads; at most 2 * WORKERS pairs of tensors are held at a time. The result
-    lists b's keys in b's order, then a's keys that b lacks.
+    (read_ahead.py), by WORKERS threads; at most 2 * WORKERS pairs of tensors are held at a time. Each unchanged
+    tensor is checked against its init (both sides, while its data is at hand) when `check_init` and the headers
+    fit VGGT_MV (compare_inits.py). The result lists b's keys in b's order, then a's keys that b lacks.
     """
+    reference: InitReference | None = init_reference(a.tensors, b.tensors, (a.role, b.role)) if check_init else None
     matching = file_order(b, [key for key in b.tensors if key in a.tensors])
     changes: list[TensorChange] = []
     pending: deque[Future] = deque()
@@ -284,7 +352,8 @@ def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] 
     with ReadAhead([a, b], matching) as read_ahead, ThreadPoolExecutor(WORKERS) as pool:
         for index, key in enumerate(matching):
             read_ahead.visit(index)
-            pending.append(pool.submit(tensor_change, key, a.tensor(key), b.tensor(key)))
+            specs = reference.specs_for(key, b.tensors[key].shape) if reference else None
+            pending.append(pool.submit(tensor_change, key, a.tensor(key), b.tensor(key), specs))
             if len(pending) >= 2 * WORKERS:
                 collect()
         while pending:
@@ -295,28 +364,28 @@ def compare_sources(a: Source, b: Source, on_tensor: Callable[[int, int], None] 
         ordered.append(by_key.get(key) or TensorChange(key, "only_b", shape_b=info.shape, dtype_b=str(info.dtype)))
     ordered += [TensorChange(key, "only_a", shape_a=info.shape, dtype_a=str(info.dtype))
                 for key, info in a.tensors.items() if key not in b.tensors]
-    return build_comparison(side_info(a), side_info(b), ordered)
+    return build_comparison(side_info(a), side_info(b), ordered, reference.description if reference else None)
 
 
 def compare_checkpoints(location_a: str, location_b: str, roles: tuple[str, str] = ("a", "b"),
-                        on_tensor: Callable[[int, int], None] | None = None) -> Comparison:
+                        on_tensor: Callable[[int, int], None] | None = None, check_init: bool = True) -> Comparison:
     """Open both locations (local paths or Hub ids, as open_source takes them) with data and compare them.
 
     Raises WeightsSourceError (one line) when either cannot be opened.
     """
     source_a = open_source(roles[0], location_a, with_data=True)
     source_b = open_source(roles[1], location_b, with_data=True)
-    return compare_sources(source_a, source_b, on_tensor)
+    return compare_sources(source_a, source_b, on_tensor, check_init)
 
 
 def change_band(module: ModuleChange) -> tuple:
-    """What must agree for siblings to share one collapsed line: unchanged, or the decade of the change, and
-    whether keys are missing on a side, mismatched or not finite."""
+    """What must agree for siblings to share one collapsed line: unchanged (and of which kind), or the decade of
+    the change, and whether keys are missing on a side, mismatched or not finite."""
     flags = (module.only_a > 0, module.only_b > 0, module.mismatched > 0, module.non_finite > 0)
     if module.compared_tensors == 0:
         return ("not compared",) + flags
     if module.unchanged:
-        return ("unchanged",) + flags
+        return ("unchanged", module.unchanged_kind) + flags
     change = module.relative_change
     decade = math.floor(math.log10(change)) if change else None
     return ("changed", decade) + flags
@@ -352,6 +421,7 @@ def merged_module(comparison: Comparison, label: str, members: list[str]) -> Mod
     for member in members:
         module = comparison.modules[member]
         for name in ("parameters", "compared_tensors", "compared_parameters", "unchanged_tensors", "changed_tensors",
-                     "mismatched", "only_a", "only_b", "non_finite", "diff_squared", "ref_squared"):
+                     "mismatched", "only_a", "only_b", "non_finite", "diff_squared", "ref_squared",
+                     "at_init_tensors", "frozen_tensors"):
             setattr(merged, name, getattr(merged, name) + getattr(module, name))
     return merged

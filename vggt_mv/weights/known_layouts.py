@@ -1,4 +1,4 @@
-"""Key -> shape of the real checkpoints (`facebook/VGGT-1B`, `yyfz233/Pi3`), shipped with the package.
+"""Key -> shape of the real checkpoints (`facebook/VGGT-1B`, `yyfz233/Pi3`, `yyfz233/Pi3X`), shipped with the package.
 
 They let a user (and the tests) dry-run against the real layouts offline, with nothing downloaded: the
 files in `layouts/` hold every key and shape of the official models' state dicts, no values.
@@ -12,7 +12,7 @@ from importlib import resources
 
 import torch
 
-KNOWN_LAYOUTS = {"vggt-1b": "facebook/VGGT-1B", "pi3": "yyfz233/Pi3"}
+KNOWN_LAYOUTS = {"vggt-1b": "facebook/VGGT-1B", "pi3": "yyfz233/Pi3", "pi3x": "yyfz233/Pi3X"}
 LAYOUT_SCHEME = "layout:"
 
 
@@ -25,7 +25,7 @@ def _layout_file(name: str) -> dict:
 
 
 def reference_layout(name: str) -> dict[str, tuple[int, ...]]:
-    """Every key of the real checkpoint `name` ("vggt-1b" or "pi3") with its shape, in state_dict order."""
+    """Every key of the real checkpoint `name` ("vggt-1b", "pi3" or "pi3x") with its shape, in state_dict order."""
     return {key: tuple(shape) for key, shape in _layout_file(name)["tensors"].items()}
 
 

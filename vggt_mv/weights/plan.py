@@ -50,6 +50,7 @@ class RuleUse:
     matched: int = 0
     # (source stack, source index, target stack, target index), e.g. ("decoder", 34, "aggregator.frame_blocks", 17)
     index_moves: list[tuple[str, int, str, int]] = field(default_factory=list)
+    not_loaded_keys: list[str] = field(default_factory=list)  # a not_loaded rule's keys (matched counts them)
 
 
 @dataclass
@@ -71,18 +72,24 @@ def split_block_index(key: str) -> tuple[str, int] | None:
     return (key[:match.start()], int(match.group(1))) if match else None
 
 
-def matched_keys(source: Source, rules: list[Rule], layout: dict[str, TensorInfo]) -> tuple[list, list[str]]:
+def matched_keys(source: Source, rules: list[Rule], layout: dict[str, TensorInfo]) -> tuple[list, list, list[str]]:
     """(source_key, info, rule, target) for keys a rule maps onto a model key (the first such rule wins),
-    canonical spellings before aliases; and the keys no rule maps (unexpected)."""
-    matched, unused = [], []
+    canonical spellings before aliases; (source_key, rule) for the other keys a not_loaded rule names; and the keys
+    no rule uses (unexpected)."""
+    matched, not_loaded, unused = [], [], []
+    declared = [rule for rule in rules if rule.not_loaded]
     for source_key, info in source.tensors.items():
         rule, target = next(((r, t) for r in rules if (t := r.map_key(source_key)) in layout), (None, None))
+        if rule is not None:
+            matched.append((source_key, info, rule, target))
+            continue
+        rule = next((r for r in declared if r.pattern.fullmatch(source_key)), None)
         if rule is None:
             unused.append(source_key)
         else:
-            matched.append((source_key, info, rule, target))
+            not_loaded.append((source_key, rule))
     matched.sort(key=lambda item: item[2].is_alias)  # stable: file order otherwise
-    return matched, unused
+    return matched, not_loaded, unused
 
 
 def loadable_dtype(source: torch.dtype, target: torch.dtype) -> bool:
@@ -109,7 +116,10 @@ def plan_load(layout: dict[str, TensorInfo], sources: list[tuple[Source, list[Ru
     for source, rules in sources:
         uses = {rule.name: RuleUse(source.role, rule) for rule in rules}
         rule_uses.extend(uses.values())
-        matched, unexpected[source.role] = matched_keys(source, rules, layout)
+        matched, not_loaded, unexpected[source.role] = matched_keys(source, rules, layout)
+        for source_key, rule in not_loaded:
+            uses[rule.name].matched += 1
+            uses[rule.name].not_loaded_keys.append(source_key)
         claimed: set[str] = set()
         for source_key, info, rule, target in matched:
             record_use(uses[rule.name], source_key, target)

@@ -46,12 +46,15 @@ a version, existing ones keep their meaning; a change of meaning bumps schema_ve
              [1, 1, 5, 1024] vs [1, 2, 4, 1024]) or "dtype" (a source tensor that is not floating point, such as
              int8, bool or complex64, offered for a floating point model tensor; a real load refuses such a
              source, so only dry runs report these rows)
-    unexpected: {name: [source_key]}            keys of a source that no rule mapped onto a model key
+    unexpected: {name: [source_key]}            keys of a source that no rule used: none mapped it onto a model
+                                                key, and no not_loaded rule declared it (rule_files.py)
     aliases: {model_key: [source_key]}          further source keys naming an already-loaded tensor
                                                 (`view_blocks.*` next to `global_blocks.*`)
-    rules: [{source, name, description, matched, mappings: [str]}]   name: "<source>:<rule>"; matched: source
-             keys mapped onto model keys; mappings: block index moves, one per (source stack, target stack), e.g.
-             "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"
+    rules: [{source, name, description, matched, mappings: [str], not_loaded}]   name: "<source>:<rule>";
+             matched: source keys mapped onto model keys (for a not_loaded rule: the keys it declared not loaded);
+             mappings: block index moves, one per (source stack, target stack), e.g.
+             "decoder.{0..34 even} -> aggregator.frame_blocks.{0..17}"; not_loaded: true for a rule that maps
+             nothing and names keys with no counterpart in the model (Pi3X's own modules)
     anomalies: [{kind, message, suggestion, modules: [str], source}]   one per cause; modules: the modules it
              explains (0% loaded, or holding its mismatches); source: the source's name or null. kind:
              "prefix_mismatch" (a submodule's state dict or a stray prefix) | "config_mismatch" (saved from
@@ -59,14 +62,17 @@ a version, existing ones keep their meaning; a change of meaning bumps schema_ve
              | "rule_matched_nothing" | "shape_mismatch" (many shapes differ, config unknown) | "module_not_loaded"
              (0%-loaded modules no other cause explains) | "stripped_prefix" | "dtype_mismatch" |
              "suspect_untrained" (one per source: tensors it loaded whose values look like an initialisation;
-             modules: the top-level modules holding them)
+             modules: the top-level modules holding them) | "not_loaded_as_expected" (one per not_loaded rule
+             that named keys, in that rule's words; modules: the source's top-level modules holding them)
     tree: {module_path: {tensors: {status: n}, parameters: {status: n}, suspect_untrained: {tensors: n,
              parameters: n} | null}}   every module above a tensor ("" is the whole model); only statuses
              present; suspect_untrained: null when not checked; `tree.group_children` collapses numbered
              siblings with the same status mix and suspect count into ranges such as
              "aggregator.frame_blocks.{0..17}"
 
-Changes: version 3 (`suspect_untrained_checked`; per tensor, per tree node and in the summary
+Changes within version 3: `rules[].not_loaded` and anomaly kind "not_loaded_as_expected" (rule sets
+`pi3x-decoder`, `pi3x-decoder+encoder`); keys a not_loaded rule names are not `unexpected`.
+Version 3 (`suspect_untrained_checked`; per tensor, per tree node and in the summary
 `suspect_untrained`; anomaly kind "suspect_untrained"). Version 2 (statuses are source names; N sources; `subject`; per-source `rules` and `config`;
 `summary.loaded`; anomalies grouped by cause with `modules` and `source`; kind "module_not_loaded" is one
 anomaly listing every module; kinds "config_mismatch" and "shape_mismatch" are new). Version 1: the two
@@ -141,7 +147,8 @@ class LoadReport:
                        "model_dtype": dtype_name(m.model_dtype), "source_dtype": dtype_name(m.source_dtype)}
                       for m in plan.mismatched]
         rules = [{"source": use.source, "name": use.rule.name, "description": use.rule.description,
-                  "matched": use.matched, "mappings": rule_mappings(use)} for use in plan.rule_uses]
+                  "matched": use.matched, "mappings": rule_mappings(use), "not_loaded": use.rule.not_loaded}
+                 for use in plan.rule_uses]
         rule_set_names = rule_set_names or {}
         sources = {source.role: {"location": source.location, "format": source.format,
                                  "files": [str(path) for path in source.files], "num_tensors": len(source.tensors),

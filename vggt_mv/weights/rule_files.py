@@ -16,6 +16,16 @@ A rule set file (the built-ins in `rulesets/` use the same format):
     indexed = true                             # report block index moves (default: the pattern has an index)
     description = "..."                        # shown in reports (default: "from -> to")
 
+    [[rules]]                                  # keys known to have no counterpart in the model
+    name = "pi3x-own-modules"
+    from = ["metric_token", "metric_decoder.*"]  # one pattern or a list; no `to`, `when`, `words`, `transform`
+    not_loaded = true
+    description = "..."                        # the report's one anomaly for them says this
+
+Every pattern matches a whole key (`decoder.{i}.*` never matches `pose_inject_blk.0.attn.qkv.weight`), and the
+first rule whose target is a model key wins. A `not_loaded` rule applies to the keys no other rule maps: they are
+neither loaded nor unexpected, and the report names them in one anomaly (kind "not_loaded_as_expected") per rule.
+
 Expressions are index_expressions' tiny language (never `eval`). Reading TOML needs Python 3.11's tomllib or
 the `tomli` package (a dependency on Python 3.10); JSON files hold the same structure.
 """
@@ -41,14 +51,17 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 BUILTIN_FOLDER = Path(__file__).with_name("rulesets")
-BUILTIN_RULE_SETS = ("identity", "pi3-decoder", "pi3-decoder+encoder")
+BUILTIN_RULE_SETS = ("identity", "pi3-decoder", "pi3-decoder+encoder", "pi3x-decoder", "pi3x-decoder+encoder")
 RULE_FILE_SUFFIXES = (".toml", ".json")
 MAX_RULE_FILE_BYTES = 1024 * 1024
 MAX_RULES = 1000
 MAX_PATTERN_CHARS = 500
 MAX_NAME_CHARS = 64
 TOP_LEVEL_KEYS = {"name", "description", "rules"}
-RULE_KEYS = {"name", "from", "to", "when", "words", "transform", "optional", "alias", "indexed", "description"}
+RULE_KEYS = {"name", "from", "to", "when", "words", "transform", "optional", "alias", "indexed", "description",
+             "not_loaded"}
+NOT_LOADED_KEYS = {"name", "from", "not_loaded", "optional", "description"}
+MAX_NOT_LOADED_PATTERNS = 100
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}|\*")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 WORD = re.compile(r"[A-Za-z0-9_-]+")
@@ -185,6 +198,32 @@ def _words(rule: dict, where: str) -> dict[str, dict[str, str]]:
     return words
 
 
+def _flag(rule: dict, flag: str, where: str) -> bool | None:
+    """A true/false field of a rule (None when absent)."""
+    value = rule.get(flag)
+    if value is not None and not isinstance(value, bool):
+        raise RuleFileError(f"{where}: `{flag}` must be true or false")
+    return value
+
+
+def compile_not_loaded_rule(rule: dict, name: str, where: str) -> Rule:
+    """A `not_loaded = true` entry: its `from` patterns (one, or a list) as one Rule that maps nothing."""
+    unknown = sorted(set(rule) - NOT_LOADED_KEYS)
+    if unknown:
+        raise RuleFileError(f"{where}: a not_loaded rule maps nothing, so it takes no {unknown[0]!r}; fields: "
+                            f"{', '.join(sorted(NOT_LOADED_KEYS))}")
+    patterns = rule.get("from")
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    if not isinstance(patterns, list) or not patterns or len(patterns) > MAX_NOT_LOADED_PATTERNS:
+        raise RuleFileError(f"{where}: `from` must be a pattern or a list of 1 to {MAX_NOT_LOADED_PATTERNS} patterns")
+    for pattern in patterns:
+        _text_field({"from": pattern}, "from", where, True)
+    compiled = [_pattern(pattern, {}, where)[0].pattern for pattern in patterns]
+    description = _text_field(rule, "description", where, False) or f"{', '.join(patterns)}: not loaded"
+    return Rule(name, re.compile("|".join(f"(?:{regex})" for regex in compiled)), lambda match: None, description,
+                optional=bool(_flag(rule, "optional", where)), not_loaded=True)
+
+
 def compile_rule(rule: object, where: str) -> Rule:
     """One `[[rules]]` entry as a Rule."""
     if not isinstance(rule, dict):
@@ -196,6 +235,8 @@ def compile_rule(rule: object, where: str) -> Rule:
     if not RULE_NAME.fullmatch(name):
         raise RuleFileError(f"{where}: name {name!r}: letters, digits, '_', '.', '+', '-'")
     where = f"{where} ({name!r})"
+    if _flag(rule, "not_loaded", where):
+        return compile_not_loaded_rule(rule, name, where)
     source, target = _text_field(rule, "from", where, True), _text_field(rule, "to", where, True)
     words = _words(rule, where)
     pattern, slots = _pattern(source, words, where)
@@ -209,12 +250,7 @@ def compile_rule(rule: object, where: str) -> Rule:
             condition = compile_expression(condition_text, {s.name for s in slots if s.kind == "index"})
         except ExpressionError as error:
             raise RuleFileError(f"{where}: `when`: {error}") from None
-    flags = {}
-    for flag in ("optional", "alias", "indexed"):
-        value = rule.get(flag)
-        if value is not None and not isinstance(value, bool):
-            raise RuleFileError(f"{where}: `{flag}` must be true or false")
-        flags[flag] = value
+    flags = {flag: _flag(rule, flag, where) for flag in ("optional", "alias", "indexed")}
     transform_name = _text_field(rule, "transform", where, False, MAX_NAME_CHARS)
     transform = None
     if transform_name is not None:

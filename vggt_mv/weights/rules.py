@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-PI3_RULE_SETS = ("decoder", "decoder+encoder")
+# What `pi3_rules=` (and the CLI's --pi3-rules) takes: Pi3's rule sets by their short names, Pi3X's by their own.
+PI3_RULE_SETS = ("decoder", "decoder+encoder", "pi3x-decoder", "pi3x-decoder+encoder")
 # Aliases of the aggregator's stacks that code registering them as submodules would have saved.
 ALIASES = {"time_blocks": "frame_blocks", "view_blocks": "global_blocks"}
 ALIAS_KEY = re.compile(r"((?:.+\.)?)(time_blocks|view_blocks)\.(\d+)\.(.+)")
@@ -33,6 +34,7 @@ class Rule:
     indexed: bool = False  # moves numbered blocks: the report lists which indices went where
     optional: bool = False  # matching nothing is normal (no anomaly)
     is_alias: bool = False  # its keys name tensors that the canonical spelling also names; canonical wins
+    not_loaded: bool = False  # maps nothing: its keys are known to have no counterpart in the model
 
     def map_key(self, key: str) -> str | None:
         """The model key for a source key, or None when the rule does not apply."""
@@ -64,13 +66,19 @@ def checkpoint_rules(source_name: str = "checkpoint") -> list[Rule]:
     return builtin_rule_set("identity").for_source(source_name)
 
 
-def pi3_rules(rule_set: str = "decoder", source_name: str = "pi3") -> list[Rule]:
-    """Pi3 -> VGGT_MV rules (built-in `pi3-decoder` or `pi3-decoder+encoder`)."""
-    from vggt_mv.weights.rule_files import builtin_rule_set
-
+def pi3_rule_set_name(rule_set: str) -> str:
+    """The built-in rule set a `pi3_rules` value names: "decoder" -> "pi3-decoder", "pi3x-decoder" as it is."""
     if rule_set not in PI3_RULE_SETS:
         raise ValueError(f"unknown Pi3 rule set {rule_set!r}; choose one of {', '.join(PI3_RULE_SETS)}")
-    return builtin_rule_set(f"pi3-{rule_set}").for_source(source_name)
+    return rule_set if rule_set.startswith("pi3x-") else f"pi3-{rule_set}"
+
+
+def pi3_rules(rule_set: str = "decoder", source_name: str = "pi3") -> list[Rule]:
+    """Pi3 (or Pi3X) -> VGGT_MV rules (built-in `pi3-decoder`, `pi3-decoder+encoder`, `pi3x-decoder` or
+    `pi3x-decoder+encoder`)."""
+    from vggt_mv.weights.rule_files import builtin_rule_set
+
+    return builtin_rule_set(pi3_rule_set_name(rule_set)).for_source(source_name)
 
 
 def derived_source(model_key: str) -> str | None:

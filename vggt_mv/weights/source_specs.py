@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vggt_mv.weights.errors import WeightsSourceError
 from vggt_mv.weights.rule_files import BUILTIN_RULE_SETS, RULE_FILE_SUFFIXES, RuleSet
+from vggt_mv.weights.rules import pi3_rule_set_name
 from vggt_mv.weights.sources import shown
 
 SOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -73,7 +74,7 @@ def source_specs(checkpoint=None, pi3=None, pi3_rules: str = "decoder", sources=
     if checkpoint is not None:
         specs.append(SourceSpec("checkpoint", checkpoint, "identity"))
     if pi3 is not None:
-        specs.append(SourceSpec("pi3", pi3, f"pi3-{pi3_rules}"))
+        specs.append(SourceSpec("pi3", pi3, pi3_rule_set_name(pi3_rules)))
     specs += [as_spec(item) for item in sources or []]
     names = [spec.name for spec in specs]
     duplicate = next((name for name in names if names.count(name) > 1), None)

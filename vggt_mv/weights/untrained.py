@@ -295,6 +295,17 @@ def untrained_match(tensor: torch.Tensor, specs: list[InitSpec]) -> tuple[InitSp
     return None
 
 
+def init_verdict(tensor: torch.Tensor, specs: list[InitSpec]) -> bool | None:
+    """Whether the values match one of the inits (True), match none of those the detector can judge (False), or
+    cannot be judged at all (None: no init known, no data, or too few values for a random init alone)."""
+    if not specs or tensor.is_meta or not tensor.is_floating_point() or tensor.numel() == 0:
+        return None
+    if untrained_match(tensor, specs) is not None:
+        return True
+    judged = any(spec.kind == "constant" for spec in specs) or tensor.numel() >= MIN_RANDOM_VALUES
+    return False if judged else None
+
+
 def named_items(tensors: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]):
     """(key, tensor) pairs from a mapping or any iterable of pairs, lazily."""
     return tensors.items() if isinstance(tensors, Mapping) else tensors
