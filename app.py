@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+try:  # ZeroGPU asks for `spaces` to be imported before anything touches CUDA; elsewhere it may be absent
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 import logging
 import sys
 
 import gradio as gr
 
 from vggt_mv.serving import reconstruct_tab, weights_tab
-from vggt_mv.serving.gpu import on_gpu, track_duration
+from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
 from vggt_mv.serving.model_store import banner_markdown, load_served_model
 from vggt_mv.serving.settings import ServeSettings, parse_settings
@@ -26,11 +31,11 @@ def user_error(error: Exception) -> gr.Error:
 
 
 def build_demo(settings: ServeSettings) -> gr.Blocks:
-    """The two tabs around one shared model."""
-    served = load_served_model(settings)
-    reconstruct_tab.configure_sessions_root(settings.sessions_dir)
+    """The two tabs around one shared model; what the app keeps lives in one AppState."""
+    state = AppState(load_served_model(settings), settings.sessions_dir, settings.max_total_frames,
+                     settings.gpu_memory_bytes)
+    served = state.served
 
-    @on_gpu(served)
     def reconstruct(videos: list[str] | None = None, example: str | None = None, frames_per_camera: int = 8,
                     window_start: float = 0.0, window_end: float = 1.0, offsets: str = "", mode: str = "auto",
                     color_by: str = "rgb", conf_percentile: float = 25.0, point_budget: int = 200_000,
@@ -48,11 +53,10 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                               settings.max_total_frames)
             display.scene_options()  # refuses a bad display field before the session's earlier run is removed
             reconstruct_tab.checked_query_points(query_points)  # and bad query points
-            reconstruct_tab.forget_earlier_runs(session)
+            reconstruct_tab.forget_earlier_runs(state, session)
             yield from reconstruct_tab.run_progressively(
-                served, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
-                settings.max_total_frames, progress=lambda fraction, message: progress(fraction, desc=message),
-                query_points=query_points)
+                state, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
+                progress=lambda fraction, message: progress(fraction, desc=message), query_points=query_points)
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
         finally:
@@ -63,34 +67,33 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
-            return reconstruct_tab.redraw(key, display, getattr(request, "session_hash", None))
+            return reconstruct_tab.redraw(state, key, display, getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
     # Tracks: each handler gets (key, tracked points, strip step, the 8 display controls, ...), redraws from the
-    # cached run and never runs the aggregator (reconstruct_tab.track_view says why when it cannot).
-    @on_gpu(served, duration=track_duration)
+    # cached run and never runs the aggregator (reconstruct_tab.track_view says why when it cannot); only the track
+    # head runs in a GPU call.
     def track_click(key, points, strip_step, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                     depth_edges, max_dynamic, show_ground_truth, evt: gr.SelectData, request: gr.Request = None):
         """A click on the reference frame: track that pixel too (track head only, from the cached run)."""
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
-            return reconstruct_tab.track_point(served, key, points, getattr(evt, "index", None), display, strip_step,
+            return reconstruct_tab.track_point(state, key, points, getattr(evt, "index", None), display, strip_step,
                                                getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
         finally:
             return_freed_memory()
 
-    @on_gpu(served, duration=track_duration)
     def track_grid(key, points, strip_step, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                    depth_edges, max_dynamic, show_ground_truth, count, request: gr.Request = None):
         """'Track grid': a grid of K points over the reference frame (track head only)."""
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
-            return reconstruct_tab.track_grid(served, key, count, display, strip_step,
+            return reconstruct_tab.track_grid(state, key, count, display, strip_step,
                                               getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
@@ -103,16 +106,17 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
                                                  depth_edges, max_dynamic, show_ground_truth)
         try:
-            return reconstruct_tab.clear_tracks(key, display, strip_step, getattr(request, "session_hash", None))
+            return reconstruct_tab.clear_tracks(state, key, display, strip_step,
+                                                getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
     def track_controls_after_run(key, request: gr.Request = None):
-        return reconstruct_tab.track_controls_after_run(key, getattr(request, "session_hash", None))
+        return reconstruct_tab.track_controls_after_run(state, key, getattr(request, "session_hash", None))
 
     def redraw_strip(key, strip_step, request: gr.Request = None):
         try:
-            return reconstruct_tab.redraw_strip(key, strip_step, getattr(request, "session_hash", None))
+            return reconstruct_tab.redraw_strip(state, key, strip_step, getattr(request, "session_hash", None))
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
@@ -180,8 +184,7 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             points = gr.State([])
             plan_inputs = [videos, example, frames]
             for component in plan_inputs:
-                component.change(lambda v, e, f: reconstruct_tab.describe_plan(served, v, e, f,
-                                                                               settings.max_total_frames),
+                component.change(lambda v, e, f: reconstruct_tab.describe_plan(state, v, e, f),
                                  plan_inputs, plan, api_visibility="private")
             videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
                           api_visibility="private")
@@ -189,8 +192,8 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                  color_by, conf_percentile, point_budget, player_mode, depth_edges,
                                                  max_dynamic, query_points],
                                    [scene, strip, downloads, status, key], api_name="reconstruct")
-            run.success(reconstruct_tab.display_control_updates, key, [strip_step, show_ground_truth],
-                        api_visibility="private")
+            run.success(lambda run_key: reconstruct_tab.display_control_updates(state, run_key), key,
+                        [strip_step, show_ground_truth], api_visibility="private")
             run.success(track_controls_after_run, key, [reference, tracks_status, points], api_visibility="private")
             display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges,
                               max_dynamic, show_ground_truth]
@@ -209,13 +212,16 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             build_weights_tab(demo, served, settings, banner)
 
         def forget_session(request: gr.Request):
-            reconstruct_tab.remove_session_folder(request.session_hash)
+            reconstruct_tab.remove_session_folder(state, request.session_hash)
 
         demo.unload(forget_session)
+        # Set in the page once Gradio has mounted every component: browser tests wait on it, never on a guess.
+        demo.load(None, None, None, js=APP_READY_JS)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return demo
 
 
+APP_READY_JS = "() => { document.documentElement.dataset.appReady = 'true'; }"
 DOWNLOADS_LABEL = "Downloads (ZIP of everything incl. COLMAP per time step; GLB, NPZ, cameras.json, PLY per time step)"
 # Captions under each gallery image (not over it, not faded), images at their own aspect ratio.
 CSS = """
@@ -238,7 +244,7 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown("Sources, loaded in order (later ones override): a Hub repo id (`facebook/VGGT-1B`, "
-                        "`yyfz233/Pi3`)"
+                        "`yyfz233/Pi3`, or `yyfz233/Pi3X` with rule set `pi3x-decoder`)"
                         + (f", a file under the server's weights folder ({len(choices)} files)" if choices else "")
                         + ", or an upload. A tensor's status is its source's name.")
             for number, (name, rules) in enumerate(weights_tab.DEFAULT_SOURCE_ROWS, 1):
@@ -315,11 +321,13 @@ def build_weights_tab(demo: gr.Blocks, served, settings: ServeSettings, banner: 
 
 
 def build_compare_mode(settings: ServeSettings, choices: list[str]) -> None:
-    """Two checkpoints side by side: per module ||a - b|| / ||b|| as a treemap, unchanged modules flagged."""
+    """Two checkpoints side by side: per module ||a - b|| / ||b|| as a treemap and a full-width table to sort and
+    filter; unchanged modules told apart (frozen, or still at init in both) and grouped by module range."""
     with gr.Accordion("Compare two checkpoints", open=False, elem_id="compare-weights"):
-        gr.Markdown("Per module, the relative change ||a − b|| / ||b|| over the keys both have; modules whose "
-                    "values are all equal (frozen, or never trained) are flagged, and keys only one side has are "
-                    "listed. Reads every byte of both files.")
+        gr.Markdown("Per module, the relative change ||a − b|| / ||b|| over the keys both have. A module whose "
+                    "values are all equal is *frozen (equal, trained)* or *still at init in both (never trained)*, "
+                    "told apart by the untrained-tensor check on both sides; keys only one side has are listed. "
+                    "Reads every byte of both files.")
         sides = []
         with gr.Row():
             for role in ("a", "b"):
@@ -336,6 +344,12 @@ def build_compare_mode(settings: ServeSettings, choices: list[str]) -> None:
                 json_file = gr.File(label="JSON comparison")
             with gr.Column(scale=2):
                 treemap = gr.Plot(label="Relative change per module")
+        table = gr.Dataframe(headers=weights_tab.COMPARE_TABLE_HEADERS, datatype=weights_tab.COMPARE_TABLE_TYPES,
+                             column_widths=weights_tab.COMPARE_TABLE_WIDTHS, show_search="filter", wrap=True,
+                             interactive=False, max_height=520, elem_id="compare-table",
+                             label="Change per module, ranges collapsed as in the tree (sort from a column's ⋮ menu, "
+                                   "filter with the box)")
+        unchanged = gr.Markdown(elem_id="compare-unchanged")
 
     def compare(text_a, upload_a, text_b, upload_b, progress=gr.Progress()):
         def on_tensor(done: int, total: int) -> None:
@@ -346,10 +360,10 @@ def build_compare_mode(settings: ServeSettings, choices: list[str]) -> None:
                                                         settings.allow_weight_loading, on_tensor)
         except weights_tab.WeightsTabError as error:
             raise user_error(error) from None
-        return view.summary, view.treemap, view.json_path
+        return view.summary, view.treemap, view.table, view.unchanged, view.json_path
 
     inputs = [sides[0][0], sides[0][1], sides[1][0], sides[1][1]]
-    compare_button.click(compare, inputs, [summary, treemap, json_file], api_visibility="private")
+    compare_button.click(compare, inputs, [summary, treemap, table, unchanged, json_file], api_visibility="private")
 
     def compare_weights(a: str = "", b: str = "") -> dict:
         """The JSON comparison (schema in vggt_mv/weights/compare.py) of checkpoints a and b: Hub repo ids or files

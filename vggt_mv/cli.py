@@ -15,16 +15,19 @@ EXIT_USER_ERROR = 2
 
 
 def add_inspect_parser(subparsers) -> None:
-    """Flags of `inspect`."""
+    """Flags of `inspect` (rule set names spelled out: importing vggt_mv.weights here would load torch for --help;
+    inspect_argument_problem checks them against the package's)."""
     parser = subparsers.add_parser("inspect", help="report which tensors come from which source, or nowhere; or "
                                                    "compare two checkpoints (--compare A B)")
     parser.add_argument("--checkpoint", help="VGGT checkpoint: .safetensors, index.json, .pt/.pth/.bin, dir or Hub id")
-    parser.add_argument("--pi3", help="Pi3 checkpoint (same forms)")
-    parser.add_argument("--pi3-rules", default="decoder", choices=["decoder", "decoder+encoder"])
+    parser.add_argument("--pi3", help="Pi3 or Pi3X checkpoint (same forms; for Pi3X, --pi3-rules pi3x-decoder)")
+    parser.add_argument("--pi3-rules", default="decoder", metavar="RULES",
+                        help="Pi3: decoder (default) or decoder+encoder; Pi3X: pi3x-decoder or pi3x-decoder+encoder")
     parser.add_argument("--source", action="append", default=[], metavar="NAME=PATH[@RULES]",
                         help="a further source, loaded after --checkpoint/--pi3 and earlier --source (later ones "
-                             "override); RULES: identity (default), pi3-decoder, pi3-decoder+encoder, or a .toml/"
-                             ".json rules file; NAME becomes the status of what it loads")
+                             "override); RULES: identity (default), pi3-decoder, pi3-decoder+encoder, "
+                             "pi3x-decoder, pi3x-decoder+encoder, or a .toml/.json rules file; NAME becomes the "
+                             "status of what it loads")
     parser.add_argument("--model", metavar="MODULE:FACTORY",
                         help="inspect any model: `pkg.module:factory` or `path/file.py:factory`, a function "
                              "returning an nn.Module (built on the meta device); default: VGGT_MV of --preset")
@@ -68,8 +71,12 @@ def json_folder_problem(args: argparse.Namespace) -> str | None:
 
 def inspect_argument_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with `inspect`'s flags, found before anything is read (None when nothing)."""
+    from vggt_mv.weights.rules import PI3_RULE_SETS
+
     if args.checkpoint is None and args.pi3 is None and not args.source:
         return "give --checkpoint and/or --pi3, or --source NAME=PATH[@RULES] (or --compare A B)"
+    if args.pi3_rules not in PI3_RULE_SETS:
+        return f"--pi3-rules {args.pi3_rules!r}: choose one of {', '.join(PI3_RULE_SETS)}"
     if args.fail_on_suspect and args.dry_run:
         return "--fail-on-suspect needs the data: a dry run reads headers only"
     if args.model and args.preset:
@@ -227,7 +234,9 @@ def parse_query_points(text: str | None) -> tuple[tuple[float, float], ...]:
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run the pipeline headless; every download plus scene.html appear in --out only when all of them exist."""
     from vggt_mv.io.video import VideoError
-    from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings, check_request, run_stages
+    from vggt_mv.pipeline import (FILES_PROGRESS, SCENE_PROGRESS, ReconstructionError, ReconstructionSettings,
+                                  StageTimes, check_request, reconstruct, write_outputs)
+    from vggt_mv.serving.gpu import memory_budget
     from vggt_mv.serving.model_store import load_served_model
     from vggt_mv.serving.settings import ServeSettings
     from vggt_mv.viz.scene import SceneOptions, build_scene
@@ -260,10 +269,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"note: {served.banner}", file=sys.stderr)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.partial-", dir=nearest_existing_folder(args.out)))
     bar = ProgressBar(sys.stderr)
+    stages = StageTimes()
     try:
-        *_, final = run_stages(served, args.videos, settings, staging,
-                               render=lambda result: build_scene(result.predictions, SceneOptions()),
-                               progress=bar, html_figure=lambda figure: figure)
+        result = reconstruct(served.model, args.videos, settings, memory_budget(served.device.type), served.trained,
+                             progress=bar, stages=stages)
+        bar(SCENE_PROGRESS, "building the scene")
+        with stages.stage("scene"):
+            figure = build_scene(result.predictions, SceneOptions())
+        bar(FILES_PROGRESS, "writing the downloads")
+        with stages.stage("files"):
+            outputs = write_outputs(result, staging, figure=figure)
         bar.close()
         publish_folder(staging, args.out)
     except (VideoError, ReconstructionError, OSError) as error:
@@ -272,13 +287,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         message = f"cannot write {args.out}: {error.strerror or error}" if isinstance(error, OSError) else error
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    for note in final.result.notes:
+    print(f"attention: {result.mode.reason}", file=sys.stderr)
+    for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if "track" in final.result.predictions:
-        steps, cameras, count = final.result.predictions["track"].shape[:3]
+    if "track" in result.predictions:
+        steps, cameras, count = result.predictions["track"].shape[:3]
         print(f"tracks: {count} points through {steps} x {cameras} frames", file=sys.stderr)
-    print(f"stages: {final.stages.describe()}", file=sys.stderr)
-    for name, value in final.outputs.items():
+    print(f"stages: {stages.describe()}", file=sys.stderr)
+    for name, value in outputs.items():
         value = [args.out / Path(v).relative_to(staging) for v in (value if isinstance(value, list) else [value])]
         print(f"{name}: {', '.join(map(str, value))}")
     return 0

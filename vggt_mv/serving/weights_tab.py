@@ -18,14 +18,19 @@ from vggt_mv.config import PRESETS, VGGTMVConfig
 from vggt_mv.viz.weights_tree_html import (mismatched_rows, overridden_rows, render_tree_html, rule_rows,
                                            unexpected_rows)
 from vggt_mv.viz.compare_treemap import build_compare_treemap
+# The compare table's columns, for app.py's grid (re-exported: the app wires, the views decide).
+from vggt_mv.viz.compare_views import TABLE_HEADERS as COMPARE_TABLE_HEADERS  # noqa: F401
+from vggt_mv.viz.compare_views import TABLE_TYPES as COMPARE_TABLE_TYPES  # noqa: F401
+from vggt_mv.viz.compare_views import TABLE_WIDTHS as COMPARE_TABLE_WIDTHS  # noqa: F401
+from vggt_mv.viz.compare_views import change_table, summary_markdown, unchanged_markdown
 from vggt_mv.viz.weights_treemap import build_treemap
+from vggt_mv.serving.gpu import on_zerogpu
 from vggt_mv.weights import PI3_RULE_SETS, WeightsSourceError, build_and_load, load_weights
-from vggt_mv.weights.compare import Comparison, band_groups, compare_checkpoints, merged_module
+from vggt_mv.weights.compare import Comparison, compare_checkpoints
 from vggt_mv.weights.hub import HUB_SCHEME, looks_like_repo_id
-from vggt_mv.weights.render_compare import change_text
-from vggt_mv.weights.render_text import human_count, unexpected_by_prefix
 from vggt_mv.weights.report import LoadReport
 from vggt_mv.weights.rule_files import BUILTIN_RULE_SETS
+from vggt_mv.weights.rules import pi3_rule_set_name
 from vggt_mv.weights.source_specs import SourceSpec, check_source_name
 from vggt_mv.weights.sources import TORCH_SUFFIXES, exists, has_control_characters, shown
 
@@ -217,8 +222,18 @@ def served_report(served) -> LoadReport:
 
 
 def served_view(served) -> WeightsView:
-    """How the served model was loaded at start-up (all random when no weights could be had)."""
-    return make_view(served_report(served), SERVED_TITLE)
+    """How the served model was loaded at start-up (all random when no weights could be had), and what its weights
+    were trained for (which `auto` attention follows)."""
+    return with_training_line(make_view(served_report(served), SERVED_TITLE), served)
+
+
+def with_training_line(view: WeightsView, served) -> WeightsView:
+    """The view with one line under the totals: the attention the served weights were trained for, and why."""
+    mode = served.trained.mode
+    trained_for = f"{mode} attention" if mode else "nothing (random weights)"
+    line = (f"**Trained for:** {trained_for}: {served.trained.reason}. The Reconstruct tab's `auto` runs "
+            f"{'multi' if mode == 'multi' else 'global'} attention for several cameras.")
+    return replace(view, totals=f"{view.totals}\n\n{line}")
 
 
 def without_server_folders(message: str, weights_dir: Path | None, uploads: list[str | None]) -> str:
@@ -247,12 +262,15 @@ def load_into_served(served, specs: list[SourceSpec], mostly_random_share: float
     tensor loaded: a failed or refused load leaves the served model, its report and its banner as they were."""
     with LOADING:
         try:
-            model, report = build_and_load(served.config, sources=specs, device=served.device, dtype=served.dtype)
+            # On ZeroGPU the main process must not touch CUDA (outside start-up, a handler thread would initialise
+            # it): the new model stays on the CPU here, and each GPU worker moves it, or rebuilds it, on its GPU.
+            device = "cpu" if on_zerogpu() else served.device
+            model, report = build_and_load(served.config, sources=specs, device=device, dtype=served.dtype)
         except torch.OutOfMemoryError:
             raise WeightsTabError(f"not enough memory on {served.device} to load new weights beside the served "
                                   "model; the served model is unchanged") from None
         refuse_sources_that_gave_nothing(report)
-        served.replace_model(model, report, mostly_random_share)
+        served.replace_model(model, report, mostly_random_share, tuple(specs))
     return report
 
 
@@ -313,7 +331,8 @@ def inspect_sources(served, rows: list[SourceRequest], weights_dir: Path | None,
             _, report = build_and_load(config, sources=specs, dry_run=True)
     except (WeightsSourceError, WeightsTabError) as error:
         raise WeightsTabError(without_server_folders(str(error), weights_dir, uploads)) from None
-    return make_view(report, "Loaded into the served model" if apply else "Dry run")
+    view = make_view(report, "Loaded into the served model" if apply else "Dry run")
+    return with_training_line(view, served) if apply else view
 
 
 def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi3_rules, weights_dir: Path | None,
@@ -323,7 +342,7 @@ def inspect(served, checkpoint_text, checkpoint_upload, pi3_text, pi3_upload, pi
     if pi3_rules not in PI3_RULE_SETS:
         raise WeightsTabError(f"unknown Pi3 rule set {shown(pi3_rules)}")
     rows = [SourceRequest("checkpoint", checkpoint_text, checkpoint_upload, "identity"),
-            SourceRequest("pi3", pi3_text, pi3_upload, f"pi3-{pi3_rules}")]
+            SourceRequest("pi3", pi3_text, pi3_upload, pi3_rule_set_name(pi3_rules))]
     return inspect_sources(served, rows, weights_dir, apply, allow_apply, preset, mostly_random_share)
 
 
@@ -332,7 +351,8 @@ def api_source_requests(checkpoint: object, pi3: object, pi3_rules: object, sour
     {"name", "source", "rules"} objects; anything else is refused with one message."""
     if pi3_rules not in PI3_RULE_SETS:
         raise WeightsTabError(f"unknown Pi3 rule set {shown(pi3_rules)}")
-    rows = [SourceRequest("checkpoint", checkpoint, None, "identity"), SourceRequest("pi3", pi3, None, f"pi3-{pi3_rules}")]
+    rows = [SourceRequest("checkpoint", checkpoint, None, "identity"),
+            SourceRequest("pi3", pi3, None, pi3_rule_set_name(pi3_rules))]
     if sources in (None, ""):
         return rows
     if not isinstance(sources, list) or len(sources) > MAX_SOURCES:
@@ -346,82 +366,26 @@ def api_source_requests(checkpoint: object, pi3: object, pi3_rules: object, sour
 
 COMPARE_DISABLED = ("comparing checkpoints reads every byte of both, so it is disabled on this server (start it with "
                     "--allow-weight-loading)")
-COMPARE_TABLE_DEPTH = 2
-MAX_LISTED_PREFIXES = 20
 
 
 @dataclass
 class CompareView:
-    """Everything the compare mode shows for one comparison."""
+    """Everything the compare mode shows for one comparison (views in viz/compare_views.py and compare_treemap.py)."""
 
     summary: str
     treemap: object
+    table: list[list]
+    unchanged: str
     json_path: str
     comparison: dict
-
-
-def as_code(text: str) -> str:
-    """Text from a file as inline markdown code: no backticks, pipes (table cells) or control characters to break
-    out of it."""
-    cleaned = "".join(char if ord(char) >= 32 and ord(char) != 127 else "?" for char in text)
-    return "`" + cleaned.replace("`", "'").replace("|", "¦") + "`"
-
-
-def change_rows(comparison: Comparison, path: str = "", depth: int = 0) -> list[str]:
-    """Markdown table rows per module (collapsed ranges, as the text view), down to COMPARE_TABLE_DEPTH."""
-    rows = []
-    for label, members in band_groups(comparison, path):
-        module = merged_module(comparison, label, members)
-        flag = " ⚠️" if module.unchanged else ""
-        rows.append(f"| {'&nbsp;' * 4 * depth}{as_code(label)} | {change_text(module)}{flag} | "
-                    f"{module.compared_tensors:,} | {module.unchanged_tensors:,} | "
-                    f"{module.only_a + module.only_b + module.mismatched:,} |")
-        if depth + 1 < COMPARE_TABLE_DEPTH and len(members) == 1 and not module.unchanged:
-            rows += change_rows(comparison, members[0], depth + 1)
-    return rows
-
-
-def unchanged_modules(comparison: Comparison) -> list[str]:
-    """The topmost modules whose compared tensors are all exactly equal (frozen, or never trained)."""
-    return [path for path, module in comparison.modules.items() if path and module.unchanged
-            and not comparison.modules[path.rpartition(".")[0]].unchanged]
-
-
-def comparison_markdown(comparison: Comparison) -> str:
-    """Totals, the per-module table, unchanged modules flagged, keys only one side has."""
-    a, b = comparison.a, comparison.b
-    totals = comparison.totals
-    lines = [f"### Compare {a.role} with {b.role}",
-             f"- {a.role}: {as_code(a.location)} ({a.tensors:,} tensors, {human_count(a.parameters)} parameters)",
-             f"- {b.role}: {as_code(b.location)} ({b.tensors:,} tensors, {human_count(b.parameters)} parameters)", "",
-             f"Overall relative change ||{a.role} − {b.role}|| / ||{b.role}||: **{change_text(totals)}** · "
-             f"{totals.changed_tensors:,} tensors changed, {totals.unchanged_tensors:,} unchanged, "
-             f"{totals.mismatched:,} with other shapes, {totals.only_a:,} only in {a.role}, "
-             f"{totals.only_b:,} only in {b.role}"]
-    unchanged = unchanged_modules(comparison)
-    if unchanged and not totals.unchanged:
-        shown_modules = ", ".join(as_code(m) for m in unchanged[:MAX_LISTED_PREFIXES])
-        more = f" and {len(unchanged) - MAX_LISTED_PREFIXES} more" if len(unchanged) > MAX_LISTED_PREFIXES else ""
-        lines += ["", f"#### ⚠️ Unchanged modules (every value equal: frozen, or never trained between the two)",
-                  shown_modules + more]
-    lines += ["", "| module | relative change | compared | unchanged | only one side / other shape |",
-              "|---|---|---|---|---|", *change_rows(comparison)]
-    for status, role in (("only_a", a.role), ("only_b", b.role), ("mismatched", "both, with other shapes")):
-        keys = comparison.keys_with(status)
-        if keys:
-            prefixes = unexpected_by_prefix(keys)
-            more = f" and {len(prefixes) - MAX_LISTED_PREFIXES} more" if len(prefixes) > MAX_LISTED_PREFIXES else ""
-            lines += ["", f"**Only in {role}** ({len(keys):,} keys): " if status != "mismatched"
-                      else f"**In {role}** ({len(keys):,} keys): ",
-                      ", ".join(as_code(p) for p in prefixes[:MAX_LISTED_PREFIXES]) + more]
-    return "\n".join(lines)
 
 
 def compare_view(comparison: Comparison) -> CompareView:
     """The compare mode's views, plus the comparison's JSON written for download (the bounded reports folder)."""
     data = comparison.to_dict()
     json_path = write_report_json(json.dumps(data, indent=1, allow_nan=False), None, COMPARISON_NAME)
-    return CompareView(comparison_markdown(comparison), build_compare_treemap(comparison), str(json_path), data)
+    return CompareView(summary_markdown(comparison), build_compare_treemap(comparison), change_table(comparison),
+                       unchanged_markdown(comparison), str(json_path), data)
 
 
 def visitor_name(text: object, upload: object) -> str:
