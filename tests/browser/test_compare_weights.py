@@ -47,7 +47,7 @@ def sort_descending(page, header: str) -> None:
     page.wait_for_timeout(800)
 
 
-def test_comparing_two_random_inits_shows_a_readable_full_width_table(browser, two_random_inits):
+def test_comparing_two_random_inits_shows_a_readable_full_width_table(browser, two_random_inits):  # noqa: F811
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with running_app("--weights-dir", str(two_random_inits), "--allow-weight-loading") as (url, _):
         page = browser.new_page(viewport=VIEWPORT)

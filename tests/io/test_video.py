@@ -155,3 +155,14 @@ def test_videos_starting_at_different_times_use_only_the_time_all_of_them_cover(
     seen_early = frame_index_seen((clip.images[0, 0].transpose(1, 2, 0) * 255).astype(np.uint8))
     seen_late = frame_index_seen((clip.images[0, 1].transpose(1, 2, 0) * 255).astype(np.uint8))
     assert seen_early == int(clip.times[0] * 10) and seen_late == int((clip.times[0] - 0.5) * 10)
+
+
+def test_asking_for_far_more_steps_than_frames_costs_what_the_frames_do(tmp_path, monkeypatch):
+    """`--frames 100000` on a 10-frame video used to try every T from 100000 down (it never finished)."""
+    tried = []
+    original = video_module.repeats_a_frame
+    monkeypatch.setattr(video_module, "repeats_a_frame", lambda *args: tried.append(1) or original(*args))
+    path = write_video(tmp_path / "ten.mp4", frames=10, fps=10)
+    plan = plan_multiview([path], 100_000, max_total_frames=10 ** 6)
+    assert plan.steps == 10 and len(tried) <= 10
+    assert "T capped at 10 (asked for 100000): ten.mp4 shows only 10 distinct frames" in plan.notes[0]
