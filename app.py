@@ -182,10 +182,12 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                     downloads = gr.File(label=DOWNLOADS_LABEL, file_count="multiple", elem_id="downloads")
             key = gr.State(None)
             points = gr.State([])
+            # One listener for the three inputs, run one at a time and always on the latest values: separate
+            # listeners ran side by side, and an older plan (the example chosen, T still 8) could land last.
             plan_inputs = [videos, example, frames]
-            for component in plan_inputs:
-                component.change(lambda v, e, f: reconstruct_tab.describe_plan(state, v, e, f),
-                                 plan_inputs, plan, api_visibility="private")
+            gr.on([component.change for component in plan_inputs],
+                  lambda v, e, f: reconstruct_tab.describe_plan(state, v, e, f), plan_inputs, plan,
+                  trigger_mode="always_last", concurrency_limit=1, api_visibility="private")
             videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
                           api_visibility="private")
             run = run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,

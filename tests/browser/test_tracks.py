@@ -4,6 +4,7 @@ player, and the strip is marked; another visitor on the same example sees none o
 out/screenshots/."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, choose  # noqa: F401 (fixture)
 from tests.browser.test_player import click_slider_at
@@ -59,7 +60,12 @@ def run_example(page, steps: int) -> None:
     frames = page.locator("#frames input[type=number]")
     frames.fill(str(steps))
     frames.press("Enter")
-    page.locator("#plan", has_text=f"{steps} time steps x 3 cameras").wait_for(timeout=60_000)
+    try:
+        page.locator("#plan", has_text=f"{steps} time steps x 3 cameras").wait_for(timeout=60_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the plan says {page.locator('#plan').inner_text()!r} with the example box at "
+                             f"{page.get_by_label('…or an example (uploads win)').input_value()!r} and T at "
+                             f"{frames.input_value()!r}") from None
     page.get_by_role("button", name="Reconstruct").click()
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
                            f" && gd._transitionData._frames.length === {steps}; }}", timeout=240_000)
