@@ -15,7 +15,7 @@ from gradio_client.exceptions import AppError
 
 from tests.support.app_server import zerogpu_app
 from tests.support.checkpoints import tiny_state, write_safetensors
-from tests.support.zerogpu_scheduler import NoGpu, QuotaExceeded
+from tests.support.zerogpu_scheduler import Grant, NoGpu, QuotaExceeded
 from vggt_mv import pipeline
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.io.examples import list_examples
@@ -134,4 +134,9 @@ def test_a_load_in_the_weights_tab_changes_what_the_forked_worker_computes_next(
     np.testing.assert_allclose(after["depth"], expected.predictions["depth"], rtol=1e-4, atol=1e-5)
     assert not np.allclose(before["depth"], after["depth"], rtol=1e-3), "the load changed nothing"
     assert "GPU worker: building served model version 1" in app.log_text(), "the warm worker rebuilt the new model"
+    app.scheduler.answer_next(Grant(idle=False))  # a fresh worker, forked after the load (its model is the new one)
+    fresh, _ = reconstruct(client, frames=2)
+    expected = pipeline.reconstruct(model, list_examples()[0].video_paths,
+                                    ReconstructionSettings(frames_per_camera=2, mode="multi"))
+    np.testing.assert_allclose(fresh["depth"], expected.predictions["depth"], rtol=1e-4, atol=1e-5)
     assert app.cuda_violations() == []

@@ -1,10 +1,11 @@
 """The GPU calls: pure (arrays in, picklable CPU arrays out), sized from the run, refusals as data, ZeroGPU's own
 errors as one line, memory known without CUDA, and a forked worker that follows the main process's model."""
 
-import multiprocessing
 import pickle
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -12,14 +13,13 @@ import pytest
 import torch
 
 from tests.support.checkpoints import tiny_state, write_safetensors
+from tests.support.forked_worker import run_in_a_fresh_process
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.pipeline import ModelOutputs, ReconstructionError
 from vggt_mv.serving import gpu
 from vggt_mv.serving.gpu import (MAX_SECONDS, GpuCalls, GpuFailure, GpuProgress, memory_budget, reconstruct_seconds,
                                  track_seconds, wrap_for_gpu, zerogpu_errors_as_messages)
 from vggt_mv.serving.model_store import ModelRecipe
-from vggt_mv.weights import build_and_load
-from vggt_mv.weights.source_specs import SourceSpec
 
 VGGT_1B_PARAMETERS = 1_256_537_516
 
@@ -104,36 +104,30 @@ def test_the_memory_budget_never_asks_cuda_in_the_main_process(monkeypatch):
     assert cpu.where == "the host's available memory" and 0 < cpu.bytes < 1 << 50
 
 
-def _forked_worker(served, recipes, answers) -> None:
-    """A stand-in ZeroGPU worker: forked once, then it runs each recipe's forward it is sent."""
-    calls = GpuCalls(served)
-    images = np.full((1, 1, 3, 28, 28), 0.5, np.float32)
-    for recipe in iter(recipes.get, None):
-        *_, outputs = calls.reconstruct(recipe, images, "single")
-        answers.put((recipe.version, served.recipe.version, outputs.predictions["depth"]))
-
-
-def test_a_worker_forked_before_a_load_computes_with_the_loaded_weights(served, state, tmp_path):
+def test_a_worker_forked_before_a_load_computes_with_the_loaded_weights(tmp_path):
     """The ZeroGPU case: the worker was forked while version 0 was served, then the main process loaded new weights;
-    the next call's recipe makes the worker build that model, and its outputs are the new model's."""
-    context = multiprocessing.get_context("fork")
-    recipes, answers = context.Queue(), context.Queue()
-    worker = context.Process(target=_forked_worker, args=(served, recipes, answers), daemon=True)
-    worker.start()
-    try:
-        recipes.put(served.recipe)
-        first_version, worker_version, before = answers.get(timeout=120)
-        assert first_version == worker_version == served.recipe.version
-        path = write_safetensors(tmp_path / "new.safetensors", tiny_state(seed=5))
-        spec = SourceSpec("finetune", str(path), "identity")
-        model, report = build_and_load(served.config, sources=[spec])
-        served.replace_model(model, report, 0.5, (spec,))
-        recipes.put(served.recipe)
-        asked_version, worker_version, after = answers.get(timeout=120)
-    finally:
-        recipes.put(None)
-        worker.join(timeout=30)
-    assert asked_version == worker_version == served.recipe.version, "the worker followed the main process"
-    *_, outputs = GpuCalls(served).reconstruct(served.recipe, np.full((1, 1, 3, 28, 28), 0.5, np.float32), "single")
-    np.testing.assert_array_equal(after, outputs.predictions["depth"])
+    the next call's recipe makes the worker build that model (parallel torch work in a forked child: the main
+    process kept itself fork-safe), and its outputs are the new model's."""
+    path = write_safetensors(tmp_path / "new.safetensors", tiny_state(seed=5))
+    report = run_in_a_fresh_process(path)
+    first_version, worker_version, before = report["first"]
+    assert first_version == worker_version == 0
+    asked_version, worker_version, after = report["second"]
+    assert asked_version == worker_version == report["current_version"] == 1, "the worker followed the main process"
+    np.testing.assert_allclose(after, report["main_process_depth"], rtol=1e-5)  # 1 thread here, all cores there
     assert not np.array_equal(before, after), "new weights, new depth"
+
+
+def test_a_forked_child_of_a_fork_safe_main_process_runs_parallel_torch_ops():
+    """libgomp's pool does not survive a fork: after keep_forks_safe, a child may use every core."""
+    script = ("import os, torch\n"
+              "from vggt_mv.serving.gpu import WORKER_THREADS, keep_forks_safe, use_the_workers_cores\n"
+              "keep_forks_safe(); owner = os.getpid(); torch.rand(4_000_000).sum()\n"
+              "if os.fork() == 0:\n"
+              "    use_the_workers_cores(owner)\n"
+              "    assert torch.get_num_threads() == WORKER_THREADS\n"
+              "    print('child', float(torch.rand(4_000_000).sum()) > 0, flush=True); os._exit(0)\n"
+              "os.wait(); print('main threads', torch.get_num_threads())\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert finished.stdout.split() == ["child", "True", "main", "threads", "1"], finished.stderr

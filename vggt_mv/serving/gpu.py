@@ -40,6 +40,27 @@ TRACK_SECONDS_PER_FRAME = 0.05
 MAX_SECONDS = 300
 
 
+# libgomp (torch's OpenMP) keeps its thread pool across a fork without its threads: a forked worker whose thread
+# had run a parallel op in the parent hangs on its first one. On ZeroGPU the main process therefore runs torch on one
+# thread (no pool is ever made), and each GPU worker takes the machine's cores back.
+WORKER_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def keep_forks_safe() -> None:
+    """Before any torch work in a ZeroGPU main process: one thread, so no OpenMP pool exists when spaces forks."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def use_the_workers_cores(owner_pid: int) -> None:
+    """In a forked GPU worker (not the process that owns the served model): torch on every core again."""
+    import torch
+
+    if os.getpid() != owner_pid and torch.get_num_threads() != WORKER_THREADS:
+        torch.set_num_threads(WORKER_THREADS)
+
+
 def on_zerogpu() -> bool:
     """Whether this process serves on ZeroGPU (the variable the `spaces` package reads)."""
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
@@ -172,6 +193,7 @@ class GpuCalls:
     def __init__(self, served) -> None:
         def reconstruct(recipe, images: np.ndarray, mode: str) -> Iterator[Any]:
             """Images [T, N, 3, H, W] float32 in; GpuProgress events, then ModelOutputs or a GpuFailure."""
+            use_the_workers_cores(served.owner_pid)
             try:
                 model = served.model_for(recipe)
             except ReconstructionError as error:
@@ -184,6 +206,7 @@ class GpuCalls:
 
         def track_points(recipe, context: TrackContext, points: np.ndarray) -> dict[str, np.ndarray] | GpuFailure:
             """The track head alone on a kept context: query points [K, 2] in, track/vis/conf out."""
+            use_the_workers_cores(served.owner_pid)
             try:
                 return track(served.model_for(recipe), context, points)
             except ReconstructionError as error:

@@ -15,7 +15,7 @@ import torch
 
 from vggt_mv.config import VGGTMVConfig
 from vggt_mv.inference import pick_device
-from vggt_mv.serving.gpu import on_zerogpu
+from vggt_mv.serving.gpu import keep_forks_safe, on_zerogpu
 from vggt_mv.serving.settings import ServeSettings
 from vggt_mv.weights.source_specs import SourceSpec
 from vggt_mv.weights.trained_attention import TrainedAttention, trained_attention_of
@@ -187,6 +187,8 @@ def load_served_model(settings: ServeSettings) -> ServedModel:
     On ZeroGPU the model is built on the CPU and moved to `cuda` here, at start-up, as ZeroGPU documents."""
     from vggt_mv.weights import build_and_load
 
+    if on_zerogpu():
+        keep_forks_safe()
     device = startup_device(settings)
     build_device = torch.device("cpu") if on_zerogpu() else device
     if settings.checkpoint is None and settings.pi3 is None:
