@@ -48,6 +48,7 @@ def tell(message: str, progress=gr.Progress()) -> dict:
     """Report progress and a gr.Info toast from inside the worker."""
     progress(0.5, desc="halfway")
     gr.Info(message)
+    time.sleep(1.0)  # Gradio sends the latest progress on a 10 ms tick while the event runs: stay running for it
     return {"pid": os.getpid()}
 
 
