@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 import torch
 
+from tests.pipeline.test_tracks import HOSTILE_POINTS
 from tests.support.models import forward_calls
 from tests.support.videos import write_video
 from vggt_mv import pipeline
 from vggt_mv.inference import predict
 from vggt_mv.io.examples import list_examples
-from vggt_mv.pipeline import (ReconstructionError, ReconstructionSettings, content_key, estimate_track_context_bytes,
-                              tracks_of, with_tracks, write_outputs)
+from vggt_mv.pipeline import (
+    ReconstructionError,
+    ReconstructionSettings,
+    content_key,
+    estimate_track_context_bytes,
+    tracks_of,
+    with_tracks,
+    write_outputs,
+)
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.model_store import ModelRecipe, load_served_model
@@ -231,18 +239,6 @@ def test_replacing_the_served_model_forgets_every_run_and_every_sessions_tracks(
     assert state.reconstruct(videos[:1], TWO).key != result.key, "the new weights' runs have their own keys"
 
 
-HOSTILE_POINTS = [
-    ([], "no query points"),
-    ("1,2", "must be a list"),
-    ({"x": 1}, "must be a list"),
-    ([[1, 2, 3]], "must be a pair"),
-    ([["1", "2"]], "must be a pair"),
-    ([[float("nan"), 1]], "not finite"),
-    ([[1e309, 1]], "not finite"),
-    ([[518, 10]], "outside the 518x"),
-    ([[10, -2]], "outside the 518x"),
-    ([[10, 10]] * 257, "at most 256"),
-]
 
 
 def test_hostile_query_points_are_refused_and_the_server_keeps_serving(served, state, videos, aggregator_calls):
