@@ -40,12 +40,25 @@ def full_size_weights(tmp_path_factory):
     return folder
 
 
-def choose(page, label: str, value: str) -> None:
-    """Type into a Gradio dropdown and confirm."""
+def choose(page, label: str, value: str, attempts: int = 3) -> None:
+    """Pick `value` in a Gradio dropdown as a visitor does (type, then click the offered option, or Enter for a
+    custom value), and check it took: a dropdown can drop a value typed while it re-renders, so it is chosen again."""
     box = page.get_by_label(label)
-    box.click()
-    box.fill(value)
-    box.press("Enter")
+    for _ in range(attempts):
+        box.click()
+        box.fill(value)
+        option = page.get_by_role("option", name=value, exact=True)
+        try:
+            option.first.click(timeout=5_000)
+        except Exception:  # noqa: BLE001 - no such option listed: a custom value, confirmed with Enter
+            box.press("Enter")
+        try:
+            page.wait_for_function("([input, value]) => input.value === value", arg=[box.element_handle(), value],
+                                   timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 - the value did not stay: choose again
+            continue
+    raise AssertionError(f"the dropdown {label!r} never kept {value!r}")
 
 
 def test_weights_tab_full_size_dry_run_screenshot(browser, full_size_weights):
