@@ -8,7 +8,7 @@ import pytest
 import trimesh
 
 from tests.support.predictions import fake_predictions
-from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
+from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time
 from vggt_mv.viz.points import NO_FILTERS
 from vggt_mv.viz.previews import PADDING_COLORS, camera_rows
 
@@ -64,14 +64,6 @@ def test_npz_holds_the_valid_mask_and_is_stored_uncompressed_for_speed(tmp_path)
     assert {info.compress_type for info in zipfile.ZipFile(path).infolist()} == {zipfile.ZIP_STORED}
 
 
-def test_zip_holds_every_download_with_its_folders(tmp_path):
-    (tmp_path / "out" / "ply").mkdir(parents=True)
-    (tmp_path / "out" / "cameras.json").write_text("{}")
-    (tmp_path / "out" / "ply" / "points_t000.ply").write_text("ply")
-    names = zipfile.ZipFile(write_zip(tmp_path / "out" / "all.zip", tmp_path / "out", exclude=("all.zip",))).namelist()
-    assert names == ["cameras.json", "ply/points_t000.ply"]
-
-
 def test_padding_never_becomes_a_point_in_any_download(tmp_path):
     predictions = fake_predictions(steps=1, cameras=2, padded_rows=5)
     cloud = trimesh.load(write_ply_per_time(tmp_path, predictions, NO_FILTERS)[0])
@@ -84,3 +76,45 @@ def test_camera_rows_show_padding_as_stripes_in_every_panel():
     top_rows = strip[:4]
     assert set(map(tuple, top_rows.reshape(-1, 3))) <= set(map(tuple, PADDING_COLORS))
     assert len(set(map(tuple, strip[10, :42]))) > 2, "real pixels are drawn as the image"
+
+
+def test_npz_images_are_the_uint8_frames_and_floats_stay_float32(tmp_path):
+    predictions = fake_predictions(steps=2, cameras=2)
+    archive = np.load(write_npz(tmp_path / "p.npz", predictions))
+    assert archive["images"].dtype == np.uint8
+    assert np.abs(archive["images"] / 255.0 - predictions["images"]).max() <= 0.5 / 255 + 1e-6
+    assert all(archive[key].dtype == np.float32 for key in ("depth", "world_points", "extrinsic", "intrinsic"))
+
+
+def test_npz_float16_only_on_request_halves_the_maps_and_never_overflows_to_inf(tmp_path):
+    predictions = fake_predictions(steps=2, cameras=2)
+    predictions["world_points_conf"][0, 0, 0, 0] = 1e9  # VGGT's confidences are 1 + exp(x): they can be huge
+    full = write_npz(tmp_path / "full.npz", predictions)
+    half = np.load(write_npz(tmp_path / "half.npz", predictions, float16=True))
+    assert half["world_points"].dtype == np.float16 and half["extrinsic"].dtype == np.float32
+    assert np.isfinite(half["world_points_conf"]).all()
+    assert np.allclose(half["world_points"], predictions["world_points"], atol=2e-3)
+    assert (tmp_path / "half.npz").stat().st_size < 0.7 * full.stat().st_size
+
+
+def test_npz_holds_no_nan_and_masks_where_a_prediction_was_not_finite(tmp_path):
+    predictions = fake_predictions(steps=1, cameras=2)
+    predictions["depth"][0, 1, 3, 4, 0] = np.nan
+    predictions["intrinsic"][0, 0, 1, 1] = np.inf
+    archive = np.load(write_npz(tmp_path / "p.npz", predictions))
+    for key in archive.files:
+        if np.issubdtype(archive[key].dtype, np.floating):
+            assert np.isfinite(archive[key]).all(), key
+    assert archive["depth"][0, 1, 3, 4, 0] == 0 and not archive["depth_finite"][0, 1, 3, 4, 0]
+    assert archive["depth_finite"].sum() == archive["depth"].size - 1
+    assert not archive["intrinsic_finite"][0, 0, 1, 1] and "world_points_finite" not in archive.files
+
+
+def test_glb_leaves_out_the_frustum_of_a_camera_with_an_infinite_focal_length(tmp_path):
+    predictions = fake_predictions(steps=2, cameras=2)
+    predictions["intrinsic"][1, 0, 1, 1] = np.inf
+    scene = trimesh.load(write_glb(tmp_path / "scene.glb", predictions))
+    frustums = [name for name, g in scene.geometry.items() if type(g).__name__ == "Trimesh"]
+    assert len(frustums) == 3 and "camera0_t1" not in frustums
+    for geometry in scene.geometry.values():
+        assert np.isfinite(geometry.vertices).all()

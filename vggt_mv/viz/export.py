@@ -1,9 +1,9 @@
 """Downloads: GLB (points + camera frustums, trimesh), PLY per time step, NPZ of every prediction, cameras.json,
-and one zip of them all (COLMAP models: vggt_mv.viz.colmap). Written uncompressed: float maps barely compress
-and deflating 70 MB took most of a run.
+and a zip bundle (COLMAP: vggt_mv.exports.colmap, Rerun: vggt_mv.exports.rerun_recording; which is built when:
+vggt_mv.exports.formats). Written uncompressed: float maps barely compress and deflating 70 MB took most of a run.
 
 NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
-    images [T, N, 3, H, W] float32 in [0, 1]      pose_enc [T, N, 9]
+    images [T, N, 3, H, W] uint8 (0..255; the model saw images / 255)      pose_enc [T, N, 9]
     depth [T, N, H, W, 1]     depth_conf [T, N, H, W]
     world_points [T, N, H, W, 3]     world_points_conf [T, N, H, W]
     dynamic_mask [T, N, H/14, W/14]
@@ -13,23 +13,29 @@ NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
     gt_extrinsic, gt_intrinsic (examples only) as extrinsic/intrinsic
     tracks (only when points were tracked; K query points of the reference frame t=0, n=0):
     query_points [K, 2] pixels (x, y)     track [T, N, K, 2] pixels in each frame
-    vis, conf [T, N, K]     track_world_points [T, N, K, 3] (tracked pixels unprojected; NaN without depth there)
+    vis, conf [T, N, K]     track_world_points [T, N, K, 3] (tracked pixels unprojected)
+    Depth, points and cameras are float32 (float16 only when asked for: `--float16`, values clipped to +-65504).
+    No value is NaN or infinite: where a prediction was, it is 0 and `<key>_finite` (bool, same shape) is False
+    there; that mask is only present for arrays that had such values (track_world_points has one wherever a
+    tracked pixel had no depth).
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
+from vggt_mv.exports.bad_values import camera_problems, non_finite_counts
 from vggt_mv.viz.cameras import camera_centers, default_frustum_depth, frustum_corners
 from vggt_mv.viz.points import CAMERA_PALETTE, PointFilters, select_points
 from vggt_mv.viz.tracks import TRACK_KEYS
 
 EXPORT_POINT_BUDGET = 1_000_000
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+FLOAT16_KEYS = ("depth", "depth_conf", "world_points", "world_points_conf", "track_world_points")
 NPZ_KEYS = ("images", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask",
             "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic") + TRACK_KEYS
 
@@ -46,19 +52,23 @@ def frustum_mesh(extrinsic: np.ndarray, intrinsic: np.ndarray, image_size_hw, de
 
 def write_glb(path: Path, predictions: dict[str, np.ndarray], filters: PointFilters = PointFilters(),
               point_budget: int = EXPORT_POINT_BUDGET) -> Path:
-    """Points (the scene's filters) coloured by RGB plus one frustum per camera per time step, OpenCV world frame."""
+    """Points (the scene's filters) coloured by RGB plus one frustum per camera per time step, OpenCV world frame;
+    a camera with a non-finite or degenerate prediction gets no frustum (see exports.bad_values)."""
     steps, cameras = predictions["world_points"].shape[:2]
     selection = select_points(predictions, list(range(steps)), filters, point_budget)
     scene = trimesh.Scene()
     colors = np.hstack([np.clip(selection.rgb * 255, 0, 255), np.full((len(selection.rgb), 1), 255)]).astype(np.uint8)
-    scene.add_geometry(trimesh.PointCloud(selection.xyz, colors=colors), geom_name="points")
+    if len(selection.xyz):  # glTF cannot hold an empty point set; the filters may have removed every point
+        scene.add_geometry(trimesh.PointCloud(selection.xyz, colors=colors), geom_name="points")
     height, width = predictions["images"].shape[-2:]
-    depth = default_frustum_depth(camera_centers(predictions["extrinsic"]), selection.xyz)
-    for time_step in range(steps):
-        for camera in range(cameras):
-            mesh = frustum_mesh(predictions["extrinsic"][time_step, camera], predictions["intrinsic"][time_step, camera],
-                                (height, width), depth, CAMERA_PALETTE[camera % len(CAMERA_PALETTE)])
-            scene.add_geometry(mesh, geom_name=f"camera{camera}_t{time_step}")
+    problems = camera_problems(predictions)
+    drawable = [(t, n) for t in range(steps) for n in range(cameras) if (t, n) not in problems]
+    centers = np.array([camera_centers(predictions["extrinsic"][t, n]) for t, n in drawable]).reshape(-1, 3)
+    depth = default_frustum_depth(centers, selection.xyz)
+    for time_step, camera in drawable:
+        mesh = frustum_mesh(predictions["extrinsic"][time_step, camera], predictions["intrinsic"][time_step, camera],
+                            (height, width), depth, CAMERA_PALETTE[camera % len(CAMERA_PALETTE)])
+        scene.add_geometry(mesh, geom_name=f"camera{camera}_t{time_step}")
     path.write_bytes(scene.export(file_type="glb"))
     return path
 
@@ -77,9 +87,31 @@ def write_ply_per_time(folder: Path, predictions: dict[str, np.ndarray], filters
     return paths
 
 
-def write_npz(path: Path, predictions: dict[str, np.ndarray]) -> Path:
+def as_uint8_images(images: np.ndarray) -> np.ndarray:
+    """Images as the 8-bit frames they were decoded from (a quarter of float32's bytes, nothing lost)."""
+    if images.dtype == np.uint8:
+        return images
+    return np.clip(np.round(np.nan_to_num(images) * 255), 0, 255).astype(np.uint8)
+
+
+def npz_arrays(predictions: dict[str, np.ndarray], float16: bool = False) -> dict[str, np.ndarray]:
+    """What the NPZ holds: uint8 images, finite floats (with a `<key>_finite` mask where a value was not)."""
+    arrays = {key: np.asarray(predictions[key]) for key in NPZ_KEYS if key in predictions}
+    arrays["images"] = as_uint8_images(arrays["images"])
+    for key in non_finite_counts(arrays):
+        finite = np.isfinite(arrays[key])
+        arrays[key] = np.where(finite, arrays[key], 0).astype(arrays[key].dtype)
+        arrays[f"{key}_finite"] = finite
+    if float16:
+        for key in FLOAT16_KEYS:
+            if key in arrays:
+                arrays[key] = np.clip(arrays[key], -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+    return arrays
+
+
+def write_npz(path: Path, predictions: dict[str, np.ndarray], float16: bool = False) -> Path:
     """Every prediction array (see the module docstring for keys and shapes), uncompressed (fast to write)."""
-    np.savez(path, **{key: np.asarray(predictions[key]) for key in NPZ_KEYS if key in predictions})
+    np.savez(path, **npz_arrays(predictions, float16))
     return path
 
 
@@ -106,10 +138,7 @@ def finite_or_none(values: np.ndarray) -> list:
     return np.where(np.isfinite(values), values, None).tolist()
 
 
-def write_zip(path: Path, folder: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """Every file under `folder` (except `exclude` at its top) in one zip, stored uncompressed for speed."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] not in exclude)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for file in files:
-            archive.write(file, file.relative_to(folder).as_posix())
+def write_scene_html(path: Path, figure) -> Path:
+    """The scene as one self-contained page (plotly.js inside, so it plays offline); the player waits for play."""
+    figure.write_html(str(path), include_plotlyjs=True, auto_play=False)
     return path
