@@ -12,7 +12,8 @@ import sys
 
 import gradio as gr
 
-from vggt_mv.serving import reconstruct_tab, weights_tab
+from vggt_mv.exports.formats import FORMATS, unavailable
+from vggt_mv.serving import downloads, reconstruct_tab, weights_tab
 from vggt_mv.serving.app_state import AppState
 from vggt_mv.serving.memory import limit_malloc_arenas, return_freed_memory
 from vggt_mv.serving.model_store import banner_markdown, load_served_model
@@ -111,6 +112,20 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
 
+    def prepare_download(key, name, color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                         depth_edges, max_dynamic, show_ground_truth, bundle_adjust, request: gr.Request = None):
+        """Build one download format of this session's run (name: glb, npz, cameras, ply, colmap, rerun, zip) with
+        the scene's filters; returns every download built for the run so far and what this one holds."""
+        display = reconstruct_tab.DisplayChoices(color_by, conf_percentile, conf_threshold, point_budget, player_mode,
+                                                 depth_edges, max_dynamic, show_ground_truth)
+        try:
+            return downloads.prepare_download(state, key, name, display, bundle_adjust,
+                                              getattr(request, "session_hash", None))
+        except reconstruct_tab.UserFacingError as error:
+            raise user_error(error) from None
+        finally:
+            return_freed_memory()
+
     def track_controls_after_run(key, request: gr.Request = None):
         return reconstruct_tab.track_controls_after_run(state, key, getattr(request, "session_hash", None))
 
@@ -179,7 +194,20 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                        height="auto", object_fit="contain", elem_id="camera-strip",
                                        elem_classes=["captioned-gallery"])
                     status = gr.Markdown(elem_id="run-status")
-                    downloads = gr.File(label=DOWNLOADS_LABEL, file_count="multiple", elem_id="downloads")
+                    gr.Markdown(DOWNLOADS_HEADING)
+                    with gr.Row():
+                        download_buttons = {
+                            name: gr.Button(download_button_label(name), size="sm", elem_id=f"download-{name}",
+                                            interactive=unavailable(name) is None, min_width=80)
+                            for name in FORMATS}
+                    bundle_adjust = gr.Checkbox(False, label="Bundle-adjust the COLMAP export (pycolmap; reports "
+                                                "the reprojection error before and after)", elem_id="bundle-adjust")
+                    download_status = gr.Markdown(elem_id="download-status")
+                    download_files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads",
+                                             interactive=False)
+                    # For API clients (gradio_client): the same build, with the format as an argument.
+                    download_format = gr.Textbox(visible=False, label="download format")
+                    download_api_button = gr.Button(visible=False)
             key = gr.State(None)
             points = gr.State([])
             # One listener for the three inputs, run one at a time and always on the latest values: separate
@@ -193,14 +221,14 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             run = run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
                                                  color_by, conf_percentile, point_budget, player_mode, depth_edges,
                                                  max_dynamic, query_points],
-                                   [scene, strip, downloads, status, key], api_name="reconstruct")
+                                   [scene, strip, download_files, status, key], api_name="reconstruct")
             run.success(lambda run_key: reconstruct_tab.display_control_updates(state, run_key), key,
                         [strip_step, show_ground_truth], api_visibility="private")
             run.success(track_controls_after_run, key, [reference, tracks_status, points], api_visibility="private")
             display_inputs = [key, color_by, conf_percentile, conf_threshold, point_budget, player_mode, depth_edges,
                               max_dynamic, show_ground_truth]
             track_inputs = [key, points, strip_step] + display_inputs[1:]
-            track_outputs = [scene, strip, reference, tracks_status, downloads, points]
+            track_outputs = [scene, strip, reference, tracks_status, download_files, points]
             reference.select(track_click, track_inputs, track_outputs, api_visibility="private")
             grid_button.click(track_grid, track_inputs + [grid_count], track_outputs, api_visibility="private")
             clear_button.click(clear_tracks, track_inputs, track_outputs, api_visibility="private")
@@ -210,6 +238,13 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                 control.change(redraw, display_inputs, scene, api_visibility="private")
             conf_threshold.submit(redraw, display_inputs, scene, api_visibility="private")
             strip_step.release(redraw_strip, [key, strip_step], strip, api_visibility="private")
+            for name, button in download_buttons.items():
+                button.click(prepare_download, [key, gr.State(name)] + display_inputs[1:] + [bundle_adjust],
+                             [download_files, download_status], concurrency_id="downloads", concurrency_limit=2,
+                             api_visibility="private")
+            download_api_button.click(prepare_download, [key, download_format] + display_inputs[1:] + [bundle_adjust],
+                                      [download_files, download_status], concurrency_id="downloads",
+                                      concurrency_limit=2, api_name="download")
         with gr.Tab("Weights", id="weights"):
             build_weights_tab(demo, served, settings, banner)
 
@@ -224,7 +259,16 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
 
 
 APP_READY_JS = "() => { document.documentElement.dataset.appReady = 'true'; }"
-DOWNLOADS_LABEL = "Downloads (ZIP of everything incl. COLMAP per time step; GLB, NPZ, cameras.json, PLY per time step)"
+DOWNLOADS_HEADING = ("**Downloads**, built when you ask, from what the scene shows (its filters and point budget, "
+                     "the session's tracks):")
+
+
+def download_button_label(name: str) -> str:
+    """A format's button; one this install cannot build says why instead (the Rerun extra)."""
+    reason = unavailable(name)
+    return FORMATS[name].label if reason is None else f"{FORMATS[name].label} ({reason})"
+
+
 # Captions under each gallery image (not over it, not faded), images at their own aspect ratio.
 CSS = """
 .captioned-gallery .thumbnail-item { aspect-ratio: auto; height: auto; }

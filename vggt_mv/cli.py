@@ -194,8 +194,10 @@ def add_reconstruct_parser(subparsers) -> None:
     """Flags of `reconstruct`."""
     from vggt_mv.serving.settings import DEFAULT_CHECKPOINT
 
-    parser = subparsers.add_parser("reconstruct", help="videos (one per camera) -> zip, GLB, NPZ, cameras.json, "
-                                                       "PLY and COLMAP per time step, scene.html")
+    from vggt_mv.exports.formats import DEFAULT_CLI_FORMATS, FORMATS
+
+    parser = subparsers.add_parser("reconstruct", help="videos (one per camera) -> GLB, NPZ, cameras.json, PLY and "
+                                                       "COLMAP per time step, Rerun recording, scene.html")
     parser.add_argument("videos", nargs="+", type=Path, help="one synchronized video per camera (1..8)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--frames", type=int, default=8, help="time steps sampled per camera")
@@ -212,7 +214,29 @@ def add_reconstruct_parser(subparsers) -> None:
                         help="points to track, in pixels of camera 0's first processed frame (518 wide)")
     parser.add_argument("--track-grid", type=int, default=0, metavar="K",
                         help="track a grid of about K points over camera 0's first frame")
+    parser.add_argument("--formats", default=",".join(DEFAULT_CLI_FORMATS), metavar="LIST",
+                        help=f"downloads to write, comma-separated, from {', '.join(FORMATS)} (default: all but zip; "
+                             "rerun is skipped with a note when rerun-sdk is not installed); scene.html always")
+    parser.add_argument("--ba", action="store_true",
+                        help="bundle-adjust each step's COLMAP model with pycolmap (prints the error before and after)")
+    parser.add_argument("--float16", action="store_true",
+                        help="depth, points and confidences as float16 in the NPZ (half the bytes, ~3 digits)")
     parser.set_defaults(handler=run_reconstruct)
+
+
+def parse_formats(text: str) -> tuple[list[str], list[str]]:
+    """'glb,npz' -> (formats to write, notes about skipped ones); ValueError naming an unknown format."""
+    from vggt_mv.exports.formats import DEFAULT_CLI_FORMATS, FORMATS, unavailable
+
+    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown:
+        raise ValueError(f"--formats: unknown format {unknown[0][:40]!r}; choose from {', '.join(FORMATS)}")
+    asked_by_default = str(text) == ",".join(DEFAULT_CLI_FORMATS)
+    notes = [f"{name} not written: {unavailable(name)}" for name in names if unavailable(name) is not None]
+    if notes and not asked_by_default:
+        raise ValueError(notes[0])
+    return [name for name in dict.fromkeys(names) if unavailable(name) is None], notes
 
 
 def parse_query_points(text: str | None) -> tuple[tuple[float, float], ...]:
@@ -234,11 +258,13 @@ def parse_query_points(text: str | None) -> tuple[tuple[float, float], ...]:
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run the pipeline headless; every download plus scene.html appear in --out only when all of them exist."""
     from vggt_mv.io.video import VideoError
+    from vggt_mv.exports.formats import ExportOptions, build_format
     from vggt_mv.pipeline import (FILES_PROGRESS, SCENE_PROGRESS, ReconstructionError, ReconstructionSettings,
-                                  StageTimes, check_request, reconstruct, write_outputs)
+                                  StageTimes, check_request, reconstruct)
     from vggt_mv.serving.gpu import memory_budget
     from vggt_mv.serving.model_store import load_served_model
     from vggt_mv.serving.settings import ServeSettings
+    from vggt_mv.viz.export import write_scene_html
     from vggt_mv.viz.scene import SceneOptions, build_scene
 
     problem = reconstruct_argument_problem(args)
@@ -246,6 +272,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         query_points = parse_query_points(args.query_points)
     except ValueError as error:
         query_points, problem = (), problem or str(error)
+    try:
+        formats, format_notes = parse_formats(args.formats)
+    except ValueError as error:
+        formats, format_notes, problem = [], [], problem or str(error)
     settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.window),
                                       offsets=tuple(args.offsets or ()), mode=args.mode,
                                       max_total_frames=args.max_total_frames, query_points=query_points,
@@ -278,7 +308,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             figure = build_scene(result.predictions, SceneOptions())
         bar(FILES_PROGRESS, "writing the downloads")
         with stages.stage("files"):
-            outputs = write_outputs(result, staging, figure=figure)
+            write_scene_html(staging / "scene.html", figure)
+            options = ExportOptions(float16=args.float16, bundle_adjust=args.ba)
+            written = [build_format(name, result.predictions, staging, options) for name in formats]
         bar.close()
         publish_folder(staging, args.out)
     except (VideoError, ReconstructionError, OSError) as error:
@@ -288,15 +320,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"attention: {result.mode.reason}", file=sys.stderr)
-    for note in result.notes:
+    for note in result.notes + format_notes + [note for item in written for note in item.notes]:
         print(f"note: {note}", file=sys.stderr)
     if "track" in result.predictions:
         steps, cameras, count = result.predictions["track"].shape[:3]
         print(f"tracks: {count} points through {steps} x {cameras} frames", file=sys.stderr)
     print(f"stages: {stages.describe()}", file=sys.stderr)
-    for name, value in outputs.items():
-        value = [args.out / Path(v).relative_to(staging) for v in (value if isinstance(value, list) else [value])]
-        print(f"{name}: {', '.join(map(str, value))}")
+    for item in written:
+        paths = [args.out / path.relative_to(staging) for path in item.paths]
+        print(f"{item.name}: {', '.join(map(str, paths))}")
+    print(f"html: {args.out / 'scene.html'}")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Videos in, predictions and downloads out: the stages behind the Reconstruct tab and the `reconstruct` CLI.
+"""Videos in, predictions out: the stages behind the Reconstruct tab and the `reconstruct` CLI.
 
-plan -> decode -> infer -> finish -> (scene, by the caller) -> downloads. Every stage takes what it needs as
-arguments (a model, a device's memory, a clip) and keeps nothing: caches, kept track contexts, sessions and the
-served model live in vggt_mv.serving. `infer` is the only stage that needs the model's device; on ZeroGPU it is
-what runs in the GPU worker (vggt_mv.serving.gpu), everything else runs in the main process.
+plan -> decode -> infer -> finish -> (scene, by the caller) -> downloads (vggt_mv.exports.formats, on request).
+Every stage takes what it needs as arguments (a model, a device's memory, a clip) and keeps nothing: caches, kept
+track contexts, sessions and the served model live in vggt_mv.serving. `infer` is the only stage that needs the
+model's device; on ZeroGPU it is what runs in the GPU worker (vggt_mv.serving.gpu), everything else runs in the
+main process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,9 +29,6 @@ from vggt_mv.io.examples import Example, load_ground_truth
 from vggt_mv.io.video import ClipPlan, MultiViewClip, decode_clip, plan_multiview
 from vggt_mv.tracking import (MAX_QUERY_POINTS, QueryPointError, check_query_points, grid_query_points,
                               unproject_tracks)
-from vggt_mv.viz.colmap import write_colmap_models
-from vggt_mv.viz.export import write_cameras_json, write_glb, write_npz, write_ply_per_time, write_zip
-from vggt_mv.viz.scene import SceneOptions
 from vggt_mv.viz.tracks import TRACK_KEYS
 from vggt_mv.weights.trained_attention import ModeChoice, TrainedAttention, choose_auto_mode
 
@@ -406,27 +404,6 @@ def with_tracks(result: Reconstruction, tracks: dict[str, np.ndarray]) -> Recons
 def tracks_of(result: Reconstruction) -> dict[str, np.ndarray]:
     """The track arrays a run's view carries ({} without tracks)."""
     return {name: result.predictions[name] for name in TRACK_KEYS if name in result.predictions}
-
-
-def write_outputs(reconstruction: Reconstruction, folder: Path, options: SceneOptions | None = None,
-                  figure=None) -> dict[str, Any]:
-    """downloads.zip (everything), GLB, NPZ, cameras.json, PLY and a COLMAP model per time step (+ scene.html)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    options = options or SceneOptions()
-    predictions = reconstruction.predictions
-    filters = options.point_filters()  # the scene's points are the downloads' points
-    outputs: dict[str, Any] = {
-        "glb": write_glb(folder / "scene.glb", predictions, filters),
-        "npz": write_npz(folder / "predictions.npz", predictions),
-        "cameras": write_cameras_json(folder / "cameras.json", predictions),
-        "ply": write_ply_per_time(folder / "ply", predictions, filters),
-        "colmap": write_colmap_models(folder / "colmap", predictions, filters),
-    }
-    if figure is not None:
-        outputs["html"] = folder / "scene.html"
-        figure.write_html(str(outputs["html"]), include_plotlyjs=True, auto_play=False)  # the player waits for play
-    outputs["zip"] = write_zip(folder / "downloads.zip", folder, exclude=("scene.html", "downloads.zip"))
-    return {"zip": outputs.pop("zip"), **outputs}
 
 
 def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: ReconstructionSettings | None = None,

@@ -41,6 +41,8 @@ def test_fifty_runs_memory_plateaus_and_caches_stay_bounded(tmp_path):
             *_, status = client.predict(videos=videos, frames_per_camera=2, point_budget=10_000,
                                         api_name="/reconstruct")
             assert "2 time steps x 2 cameras" in status
+            files, _ = client.predict(name="npz", point_budget=10_000, api_name="/download")  # as a visitor does
+            assert [path.rsplit("/", 1)[-1] for path in files] == ["predictions.npz"]
             rss.append(app.rss_bytes())
             cache.append(folder_bytes(served / "gradio"))
         seconds = time.monotonic() - started

@@ -45,8 +45,9 @@ def example_videos() -> list:
 
 def reconstruct(client: Client, frames: int = 1, mode: str = "multi") -> tuple[dict, str]:
     """One /reconstruct call: (the NPZ's arrays, the status)."""
-    _, _, downloads, status = client.predict(videos=example_videos(), frames_per_camera=frames, mode=mode,
-                                             point_budget=10_000, api_name="/reconstruct")
+    *_, status = client.predict(videos=example_videos(), frames_per_camera=frames, mode=mode, point_budget=10_000,
+                                api_name="/reconstruct")
+    downloads, _ = client.predict(name="npz", api_name="/download")  # built in the main process, no GPU call
     npz = next(path for path in downloads if path.endswith("predictions.npz"))
     with np.load(npz) as archive:
         return {name: archive[name] for name in ("depth", "world_points")}, status

@@ -130,14 +130,15 @@ def test_reconstruct_tab_portrait_and_landscape_uploads(browser, tmp_path):
         status = page.locator("#run-status")
         status.get_by_text("8 time steps x 2 cameras").wait_for(timeout=240_000)
         assert "attention global)" in status.inner_text() and "auto chose global" in status.inner_text()
-        status.locator("li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SCREENSHOTS / "reconstruct-tab-uploads.png"))
         page.screenshot(path=str(SCREENSHOTS / "reconstruct-tab-uploads-full.png"), full_page=True)
+        assert page.locator("#downloads a").count() == 0, "a run writes no download until one is asked for"
+        page.locator("#download-ply").click()
+        page.locator("#download-status", has_text="PLY per time step ready").wait_for(timeout=120_000)
         names = [stem + extension for stem, extension in
                  re.findall(r"^(\S+)\n(\.\w+)$", page.locator("#downloads").inner_text(), re.MULTILINE)]
-        assert names[:4] == ["downloads.zip", "scene.glb", "predictions.npz", "cameras.json"], names
-        assert names[4:] == [f"points_t{step:03d}.ply" for step in range(8)], names
+        assert names == [f"points_t{step:03d}.ply" for step in range(8)], names
         strip = page.locator("#camera-strip")
         for caption in ("camera 0: portrait.mp4", "camera 1: landscape.mp4"):
             assert strip.get_by_text(caption, exact=True).count() >= 1, caption

@@ -69,7 +69,6 @@ def run_example(page, steps: int) -> None:
     page.get_by_role("button", name="Reconstruct").click()
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
                            f" && gd._transitionData._frames.length === {steps}; }}", timeout=240_000)
-    page.locator("#run-status li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
 
 
 def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggregator(browser):  # noqa: F811
@@ -126,4 +125,9 @@ def test_clicking_the_reference_frame_tracks_the_point_without_running_the_aggre
 
         page.get_by_role("button", name="Clear tracks").click()
         page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names.length === 0", timeout=60_000)
-        page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=30_000)
+        try:
+            page.locator("#tracks-status", has_text="Click the reference frame").wait_for(timeout=60_000)
+        except PlaywrightTimeout:  # seen once in a loaded fresh-clone run: say what the page showed instead
+            raise AssertionError(f"after Clear tracks the tracks status says "
+                                 f"{page.locator('#tracks-status').inner_text()!r}; error shown: "
+                                 f"{page.locator('.toast-body').all_inner_texts()!r}") from None

@@ -1,9 +1,10 @@
 """A visitor's whole session in real Chromium, on a plain server and under the ZeroGPU harness (the real `spaces`
 package: every GPU call in a forked worker, pickled both ways, the main process guarded against CUDA): upload two
 videos, see the plan, run, recolour, change the player mode and the confidence filter, click a track point, track a
-grid, clear the tracks, then open the Weights tab and dry-run."""
+grid, clear the tracks, build a download, then open the Weights tab and dry-run."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.test_screenshots import SCREENSHOTS, VIEWPORT, browser, error_shown  # noqa: F401 (fixture)
 from tests.browser.test_tracks import PLOT, TRACKS_STATE, click_reference_pixel
@@ -53,7 +54,6 @@ def test_a_visitor_uploads_runs_redraws_tracks_and_inspects_the_weights(browser,
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"
                            " && gd._transitionData._frames.length === 2; }", timeout=240_000)
     status = page.locator("#run-status")
-    status.locator("li", has_text="Writing the downloads").wait_for(state="detached", timeout=120_000)
     assert "2 time steps x 2 cameras" in status.inner_text() and not error_shown(page)
 
     shown = page.evaluate(LAYOUT)
@@ -77,6 +77,13 @@ def test_a_visitor_uploads_runs_redraws_tracks_and_inspects_the_weights(browser,
     assert not error_shown(page)
     page.get_by_role("button", name="Clear tracks").click()
     page.wait_for_function(f"() => ({TRACKS_STATE})({PLOT!r}).names.length === 0", timeout=60_000)
+    page.locator("#download-glb").click()  # built in the main process: no GPU call, no CUDA there
+    try:
+        page.locator("#download-status", has_text="GLB scene ready").wait_for(timeout=120_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the download status says {page.locator('#download-status').inner_text()!r}; "
+                             f"toasts: {page.locator('.toast-body').all_inner_texts()!r}") from None
+    assert page.locator("#downloads a[href*='scene.glb']").count() >= 1 and not error_shown(page)
     page.screenshot(path=str(SCREENSHOTS / f"visitor-flow-{kind.replace(' ', '-').lower()}.png"))
 
     page.get_by_role("tab", name="Weights").click()

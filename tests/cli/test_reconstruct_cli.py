@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from vggt_mv.io.examples import list_examples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,9 +17,10 @@ def test_reconstruct_writes_every_output(tmp_path):
                              "--frames", "2", "--checkpoint", "none", "--preset", "tiny"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    for name in ("downloads.zip", "scene.glb", "predictions.npz", "cameras.json", "scene.html", "ply/points_t001.ply",
-                 "colmap/t001/images.bin"):
+    for name in ("scene.glb", "predictions.npz", "cameras.json", "scene.html", "ply/points_t001.ply",
+                 "colmap/t001/sparse/0/images.bin", "colmap/t001/images/camera0.png", "recording.rrd"):
         assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "everything.zip").exists(), "the bundle only when asked for (--formats ...,zip)"
 
 
 def test_reconstruct_reports_a_bad_video_in_one_line(tmp_path):
@@ -93,8 +96,8 @@ def test_outputs_replace_those_of_an_earlier_run_and_stages_and_progress_are_sho
     code, stdout, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--frames", "2", "--out", out)
     assert code == 0, stderr
     assert sorted(p.name for p in (out / "ply").iterdir()) == ["points_t000.ply", "points_t001.ply"]
-    assert (out / "downloads.zip").is_file() and (out / "colmap" / "t001" / "points3D.bin").is_file()
-    assert stdout.splitlines()[0] == f"zip: {out / 'downloads.zip'}"
+    assert (out / "colmap" / "t001" / "sparse" / "0" / "points3D.bin").is_file()
+    assert stdout.splitlines()[0] == f"glb: {out / 'scene.glb'}"
     assert "VGGT_MV: aggregator layer" in stderr and "] 100%" not in stderr.split("stages:")[1]
     assert "stages: decode" in stderr and "files" in stderr
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "no staging folder is left behind"
@@ -122,3 +125,23 @@ def model_config():
     from vggt_mv.config import VGGTMVConfig
 
     return VGGTMVConfig.from_preset("tiny")
+
+
+def test_formats_writes_only_what_is_asked_and_ba_reports_on_every_time_step(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, *list_examples()[0].video_paths[:2], "--frames", "2", "--out", out,
+                                   "--formats", "npz,colmap,zip", "--ba", "--float16")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["colmap", "everything.zip", "predictions.npz", "scene.html"]
+    assert np.load(out / "predictions.npz")["depth"].dtype == np.float16
+    # random weights: the cameras share no point, so the line says why no step was adjusted (the error before and
+    # after on a scene that can be adjusted: tests/exports/test_colmap.py)
+    assert "note: COLMAP bundle adjustment, mean reprojection error per time step: t000 " in stderr
+
+
+def test_an_unknown_format_is_one_line_before_any_model_loads(tmp_path, capsys):
+    code, stdout, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--out", tmp_path / "o",
+                                   "--formats", "glb,../../etc/passwd")
+    assert code == 2 and stderr.strip().splitlines() == [
+        "error: --formats: unknown format '../../etc/passwd'; choose from glb, npz, cameras, ply, colmap, rerun, zip"]
+    assert not (tmp_path / "o").exists()

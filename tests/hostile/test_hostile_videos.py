@@ -9,6 +9,7 @@ import pytest
 from tests.support.videos import write_audio_only, write_png, write_video, write_with_container
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.app_state import AppState
+from vggt_mv.serving.downloads import prepare_download
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError
 from vggt_mv.serving.settings import ServeSettings
@@ -153,7 +154,8 @@ def test_an_unusual_but_real_video_is_reconstructed(case, state, tmp_path):
     uploads.mkdir()
     figure, strip, downloads, status, key = reconstruct(state, ACCEPTED[case](uploads))
     assert "x 1 camera**" in status and strip and strip[0][0].size > 0
-    assert downloads and all(Path(path).is_file() for path in downloads)
+    downloads, status = prepare_download(state, key, "zip", DisplayChoices(point_budget=2000), False, "hostile")
+    assert "ready" in status and all(Path(path).is_file() for path in downloads)
 
 
 def test_after_every_bad_video_the_tab_still_answers_a_good_request(state, tmp_path):

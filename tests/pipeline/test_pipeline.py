@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from tests.support.videos import frame_index_seen, write_video
+from vggt_mv.exports.formats import build_format
 from vggt_mv.io.examples import list_examples
 from vggt_mv.io.video import VideoError
 from vggt_mv.pipeline import (MemoryBudget, ReconstructionError, ReconstructionSettings, StageTimes, content_key,
-                              estimate_run, model_weight_bytes, plan_run, reconstruct, write_outputs)
+                              estimate_run, model_weight_bytes, plan_run, reconstruct)
 from vggt_mv.viz.scene import build_scene
 from vggt_mv.serving.model_store import load_served_model
 from vggt_mv.serving.settings import ServeSettings
@@ -39,15 +40,15 @@ def test_example_reconstructs_with_ground_truth_and_every_download(served, tmp_p
     predictions = result.predictions
     assert predictions["world_points"].shape == (2, 3, 294, 518, 3)
     assert predictions["extrinsic"].shape == predictions["gt_extrinsic"].shape == (2, 3, 3, 4)
-    outputs = write_outputs(result, tmp_path, figure=build_scene(predictions))
-    assert outputs["html"].read_text().count("plotly") > 1
-    assert len(outputs["ply"]) == 2 and outputs["glb"].stat().st_size > 0
-    assert list(outputs)[0] == "zip", "the zip of every download comes first"
-    names = zipfile.ZipFile(outputs["zip"]).namelist()
-    for name in ("scene.glb", "predictions.npz", "cameras.json", "ply/points_t001.ply", "colmap/t001/cameras.bin",
-                 "colmap/t001/images.bin", "colmap/t001/points3D.bin"):
+    bundle = build_format("zip", predictions, tmp_path)
+    names = zipfile.ZipFile(bundle.paths[0]).namelist()
+    for name in ("scene.glb", "predictions.npz", "cameras.json", "ply/points_t001.ply", "recording.rrd",
+                 "colmap/t001/sparse/0/cameras.bin", "colmap/t001/sparse/0/images.bin",
+                 "colmap/t001/sparse/0/points3D.bin", "colmap/t001/images/camera2.png"):
         assert name in names, name
-    assert np.load(outputs["npz"])["valid_mask"].shape == (2, 3, 294, 518)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["everything.zip"], "the bundle is the only copy"
+    npz = build_format("npz", predictions, tmp_path / "npz").paths[0]
+    assert np.load(npz)["valid_mask"].shape == (2, 3, 294, 518)
 
 
 def test_same_videos_and_settings_have_one_content_key_whatever_the_names_or_the_tracks_asked(tmp_path):
@@ -128,7 +129,7 @@ def test_videos_of_different_aspect_and_fps_keep_their_aspect_and_never_repeat_a
         assert len(set(seen)) == 5, f"camera {camera} was fed frames {seen}"
 
 
-def test_stage_times_cover_the_wall_time_and_the_scene_comes_before_the_files(served, tmp_path):
+def test_stage_times_cover_the_wall_time_and_the_scene_comes_before_any_file(served, tmp_path):
     videos = list_examples()[0].video_paths
     settings = ReconstructionSettings(frames_per_camera=2, window=(0.1, 0.9))
     stages = StageTimes()
@@ -138,10 +139,10 @@ def test_stage_times_cover_the_wall_time_and_the_scene_comes_before_the_files(se
     with stages.stage("scene"):
         build_scene(result.predictions)
     with stages.stage("files"):
-        outputs = write_outputs(result, tmp_path)
+        written = build_format("glb", result.predictions, tmp_path)
     wall = time.perf_counter() - started
     assert before_scene == list(result.seconds) == ["decode", "inference"]
-    assert list(stages.seconds) == ["decode", "inference", "scene", "files"] and outputs["zip"].is_file()
+    assert list(stages.seconds) == ["decode", "inference", "scene", "files"] and written.paths[0].is_file()
     assert stages.total == pytest.approx(wall, rel=0.1)
 
 
@@ -169,12 +170,12 @@ def test_predictions_that_are_not_finite_are_refused_before_anything_is_written(
     video = write_video(tmp_path / "nan.mp4", frames=4, width=56, height=28)
     with pytest.raises(ReconstructionError, match="NaN"):
         result = reconstruct(served.model, [video], ReconstructionSettings(frames_per_camera=1))
-        write_outputs(result, tmp_path / "out")
+        build_format("npz", result.predictions, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_cameras_json_of_a_run_is_strict_json(served, tmp_path):
     video = write_video(tmp_path / "j.mp4", frames=4, width=56, height=28)
     result = reconstruct(served.model, [video], ReconstructionSettings(frames_per_camera=2))
-    text = write_outputs(result, tmp_path)["cameras"].read_text()
+    text = build_format("cameras", result.predictions, tmp_path).paths[0].read_text()
     json.loads(text, parse_constant=lambda constant: pytest.fail(f"non-JSON constant {constant}"))

@@ -11,6 +11,7 @@ from tests.support.videos import write_video
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.app_state import AppState
+from vggt_mv.serving.downloads import prepare_download
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, parse_offsets, redraw, redraw_strip, run
 from vggt_mv.viz.player import FRAMES_META_KEY
 
@@ -28,6 +29,8 @@ def test_run_writes_into_the_session_folder_redraws_from_cache_and_the_folder_go
     example = list_examples()[0].name
     figure, strip, downloads, status, key = run(state, None, example, 2, 0.0, 1.0, "", "auto", DisplayChoices(),
                                                 "session-a")
+    assert downloads == []
+    downloads, _ = prepare_download(state, key, "glb", DisplayChoices(), False, "session-a")
     folder = reconstruct_tab.session_folder(state, "session-a")
     assert folder.parent == state.sessions_root and all(path.startswith(str(folder)) for path in downloads)
     assert "2 time steps x 3 cameras" in status and "attention global" in status
@@ -243,7 +246,8 @@ def test_one_uploaded_camera_runs_single_attention_says_so_in_the_singular_and_h
     assert status.startswith("**1 time step x 1 camera** at ") and "attention single)" in status
     assert "auto chose single: one camera" in status
     assert [caption for _, caption in strip] == ["camera 0: solo.mp4"]
-    assert downloads[0].endswith(".zip")
+    downloads, _ = prepare_download(state, key, "zip", DisplayChoices(), False, "solo")
+    assert [path.rsplit("/", 1)[-1] for path in downloads] == ["everything.zip"]
     strip_step, ground_truth = reconstruct_tab.display_control_updates(state, key)
     assert strip_step["interactive"] is False and ground_truth["visible"] is False
 

@@ -2,6 +2,7 @@
 a grid, clearing, the API's query points, and every hostile click or field refused in one line."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from tests.support.models import forward_calls
 from tests.support.videos import write_video
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving.downloads import prepare_download
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, UserFacingError, run
 from vggt_mv.serving.runs import RunCache
 from vggt_mv.viz.player import FRAMES_META_KEY
@@ -51,11 +53,20 @@ def test_clicks_track_points_from_the_cached_run_and_redraw_scene_strip_and_refe
     np.testing.assert_array_equal(reference[150, 100], track_colors(2)[0])
     assert any(not np.array_equal(a, b) for (a, _), (b, _) in zip(strip, strip_before)), "the strip is marked"
     assert [caption for _, caption in strip] == [caption for _, caption in strip_before]
-    tracks_file = next(path for path in downloads if path.endswith(reconstruct_tab.TRACKS_FILE))
-    assert set(downloads) - {tracks_file} == set(downloads_before)
-    saved = np.load(tracks_file)
-    assert set(saved.files) == set(TRACK_KEYS) and saved["track"].shape == (2, 3, 2, 2)
+    downloads, _ = prepare_download(state, key, "npz", DisplayChoices(point_budget=3000), False, SESSION)
+    saved = np.load(next(path for path in downloads if path.endswith("predictions.npz")))
+    assert set(TRACK_KEYS) <= set(saved.files) and saved["track"].shape == (2, 3, 2, 2)
     np.testing.assert_array_equal(saved["query_points"], np.float32([[100, 150], [400, 60]]))
+
+
+def test_new_tracks_remove_the_downloads_built_before_them_so_none_is_stale(state):
+    *_, key = example_run(state)
+    built, status = prepare_download(state, key, "npz", DisplayChoices(point_budget=3000), False, SESSION)
+    assert [path.rsplit("/", 1)[-1] for path in built] == ["predictions.npz"] and "NPZ predictions** ready" in status
+    assert "track" not in np.load(built[0]).files
+    *_, downloads, _ = reconstruct_tab.track_point(state, key, [], [100, 150], DisplayChoices(point_budget=3000), 0,
+                                                   SESSION)
+    assert downloads == [] and not any(Path(path).exists() for path in built)
 
 
 def test_a_grid_then_a_click_adds_to_it_and_clear_removes_every_track(state, aggregator_calls):
@@ -70,7 +81,7 @@ def test_a_grid_then_a_click_adds_to_it_and_clear_removes_every_track(state, agg
     shown = reconstruct_tab.session_result(state, key, SESSION)
     assert points == [] and tracks_trace_names(figure) == [] and not set(TRACK_KEYS) & set(shown.predictions)
     assert tracks_trace_names(reconstruct_tab.redraw(state, key, DisplayChoices(point_budget=3000), SESSION)) == []
-    assert "Click the reference frame" in status and not any(p.endswith("tracks.npz") for p in downloads)
+    assert "Click the reference frame" in status
     assert aggregator_calls == [1]
 
 
@@ -132,6 +143,7 @@ def test_query_points_in_a_run_give_tracks_in_the_status_and_the_npz_and_a_plain
     figure, _, downloads, status, key = example_run(state, query_points=[[50, 100], [300, 200]])
     assert tracks_trace_names(figure) == ["tracks (2)"]
     assert "Tracks: 2 query points followed through 2 x 3 frames (with this run)" in status
+    downloads, _ = prepare_download(state, key, "npz", DisplayChoices(point_budget=3000), False, SESSION)
     archive = np.load(next(path for path in downloads if path.endswith("predictions.npz")))
     assert archive["track"].shape == (2, 3, 2, 2) and archive["track_world_points"].shape == (2, 3, 2, 3)
     _, _, points = reconstruct_tab.track_controls_after_run(state, key, SESSION)
@@ -140,6 +152,7 @@ def test_query_points_in_a_run_give_tracks_in_the_status_and_the_npz_and_a_plain
     assert tracks_trace_names(figure) == ["tracks (1)"] and "track head only, from the kept context" in status
     figure, _, downloads, status, _ = example_run(state)
     assert tracks_trace_names(figure) == [] and "Tracks:" not in status
+    downloads, _ = prepare_download(state, key, "npz", DisplayChoices(point_budget=3000), False, SESSION)
     assert "track" not in np.load(next(path for path in downloads if path.endswith("predictions.npz"))).files
     assert aggregator_calls == [1]
 

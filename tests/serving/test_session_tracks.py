@@ -5,6 +5,7 @@ import numpy as np
 
 from vggt_mv.io.examples import list_examples
 from vggt_mv.serving import reconstruct_tab
+from vggt_mv.serving.downloads import prepare_download
 from vggt_mv.serving.reconstruct_tab import DisplayChoices, run
 from vggt_mv.serving.session_tracks import SessionTracks
 from vggt_mv.viz.tracks import TRACK_KEYS
@@ -46,7 +47,8 @@ def test_one_sessions_clicks_never_show_in_another_sessions_redraw_strip_referen
     assert_untracked(state, key, B, plain_reference, plain_strip)
     assert not set(TRACK_KEYS) & set(state.runs.get(key).predictions)
     _, _, b_downloads, b_status, _ = example_run(state, B)
-    assert "Tracks:" not in b_status and not any(path.endswith(reconstruct_tab.TRACKS_FILE) for path in b_downloads)
+    assert "Tracks:" not in b_status and b_downloads == []
+    b_downloads, _ = prepare_download(state, key, "npz", DISPLAY, False, B)
     npz = next(path for path in b_downloads if path.endswith("predictions.npz"))
     assert not set(TRACK_KEYS) & set(np.load(npz).files)
     assert track_names(reconstruct_tab.redraw(state, key, DISPLAY, A)) == ["tracks (1)"], "A still sees its own"

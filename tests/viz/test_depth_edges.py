@@ -1,12 +1,12 @@
 """The depth-edge filter: the flying pixels of a depth step go, the flat parts stay, in the scene and every export."""
 
 import numpy as np
+import pycolmap
 import pytest
 import trimesh
 
 from tests.support.predictions import fake_predictions
-from tests.viz.test_colmap import read_points, rotation
-from vggt_mv.viz.colmap import write_colmap_models
+from vggt_mv.exports.colmap import write_colmap_export
 from vggt_mv.viz.depth_edges import camera_depth, depth_edge_mask
 from vggt_mv.viz.export import write_glb, write_ply_per_time
 from vggt_mv.viz.points import PointFilters, select_points
@@ -15,6 +15,12 @@ from vggt_mv.viz.scene import SceneOptions, build_scene
 SEAM = 20  # column of the flying pixel between the near (depth 2) and the far (depth 4) half
 SEAM_COLUMNS = (SEAM - 1, SEAM, SEAM + 1)  # the flying pixel and its two neighbours across the jump
 ALL_POINTS = PointFilters(conf_percentile=0)  # only the depth-edge filter (on by default) is at work
+
+
+def rotation(yaw: float, pitch: float) -> np.ndarray:
+    """A camera turned by `yaw` about y, then `pitch` about x."""
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    return np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
 
 
 def step_edge_predictions(cameras: int = 2) -> dict:
@@ -103,6 +109,10 @@ def test_every_export_drops_the_same_seam_points(tmp_path, export):
     elif export == "ply":
         count = len(trimesh.load(write_ply_per_time(tmp_path, predictions, ALL_POINTS)[0]).vertices)
     else:
-        (folder,) = write_colmap_models(tmp_path / "colmap", predictions, ALL_POINTS)
-        count = len(read_points(folder / "points3D.bin"))
+        export = write_colmap_export(tmp_path / "colmap", predictions, ALL_POINTS)
+        model = pycolmap.Reconstruction(str(export.steps[0].folder / "sparse" / "0"))
+        count = model.num_points3D()
+        anchors = [model.images[point.track.elements[0].image_id].points2D[point.track.elements[0].point2D_idx].xy
+                   for point in model.points3D.values()]
+        assert not {int(x) for x, _ in anchors} & set(SEAM_COLUMNS), "a seam pixel became a COLMAP point"
     assert count == seam_free_count(predictions)

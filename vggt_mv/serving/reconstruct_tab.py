@@ -14,16 +14,15 @@ import numpy as np
 from vggt_mv.io.examples import find_example, list_examples
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
-from vggt_mv.pipeline import (FILES_PROGRESS, SCENE_PROGRESS, Reconstruction, ReconstructionError,
-                              ReconstructionSettings, StageTimes, counted, model_weight_bytes, plan_run,
-                              resolve_query_points, tracks_of, with_tracks, write_outputs)
+from vggt_mv.pipeline import (SCENE_PROGRESS, Reconstruction, ReconstructionError, ReconstructionSettings,
+                              StageTimes, counted, model_weight_bytes, plan_run, resolve_query_points, tracks_of,
+                              with_tracks)
 from vggt_mv.serving.app_state import AppState
 from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
 from vggt_mv.viz.points import COLOR_MODES
 from vggt_mv.viz.previews import STRIP_PANELS, camera_rows, reference_frame
 from vggt_mv.viz.scene import SceneOptions, build_scene
-from vggt_mv.viz.tracks import TRACK_KEYS
 
 MASK_HEAD_PREFIX = "aggregator.spatial_mask_head."
 RANDOM_MASK_NOTE = ("The spatial mask head's weights are random: the 'dynamic' colour, the dynamic filter and the "
@@ -34,7 +33,6 @@ MAX_POINT_BUDGET = 2_000_000
 MODES = ("auto", "multi", "global")
 COLOURS = COLOR_MODES
 # Containers PyAV (FFmpeg) decodes that phones, cameras and editors write; the upload filter accepts exactly these.
-TRACKS_FILE = "tracks.npz"  # written beside a run's downloads when points are tracked after the run
 VIDEO_FILE_TYPES = [".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".3gp", ".ogv", ".wmv", ".flv", ".gif", ".y4m"]
 
@@ -262,7 +260,7 @@ def upload_previews(files) -> list[tuple[np.ndarray, str]]:
 
 def run(state: AppState, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
         display: DisplayChoices, session_hash: str | None, progress=None, query_points=None):
-    """Reconstruct and prepare everything the tab shows: figure, strip, downloads (zip first), status, cache key."""
+    """Reconstruct and prepare everything the tab shows: figure, strip, downloads (none yet), status, cache key."""
     *_, last = run_progressively(state, files, example_name, frames_per_camera, window_start, window_end,
                                  offsets_text, mode, display, session_hash, progress, query_points)
     return last
@@ -283,13 +281,14 @@ def checked_query_points(query_points) -> list:
 def run_progressively(state: AppState, files, example_name, frames_per_camera, window_start, window_end,
                       offsets_text, mode, display: DisplayChoices, session_hash: str | None, progress=None,
                       query_points=None):
-    """Like `run`, as a generator: first the scene (downloads still empty), then the same with the downloads.
+    """Like `run`, as a generator (Gradio streams it): the scene, with no downloads yet: each format is built when
+    the visitor asks for it (vggt_mv.serving.downloads), so nothing is written on the way to the scene.
 
     With query points ([[x, y], ...] in pixels of the processed reference frame) the run carries their tracks; a
     cached run gets them from its kept track context (track head only), and they become the session's tracks.
     Without, it shows no tracks, and the session's earlier tracks are forgotten (other sessions' stay theirs).
     Only the model's forward (and the track head) runs in a GPU call; the rest runs here, in the main process."""
-    options = display.scene_options()
+    display.scene_options()
     points = checked_query_points(query_points)
     videos, example = resolve_videos(files, example_name)
     settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
@@ -304,25 +303,10 @@ def run_progressively(state: AppState, files, example_name, frames_per_camera, w
         progress(SCENE_PROGRESS, "building the scene")
         with stages.stage("scene"):
             figure, strip = render(result, display)
-        state.session_tracks.put(session_folder_name(session_hash), result.key, tracks_of(result))
-        yield figure, strip, [], status_text(state.served, result, stages, writing=True, ignored=ignored,
-                                             display=display), result.key
-        progress(FILES_PROGRESS, "writing the downloads")
-        with stages.stage("files"):
-            folder = session_folder(state, session_hash) / result.key
-            write_outputs(result, folder, options)
     except (VideoError, ReconstructionError) as error:
         raise UserFacingError(str(error)) from None
-    yield figure, strip, downloads_in(folder), status_text(state.served, result, stages, ignored=ignored,
-                                                           display=display), result.key
-
-
-def downloads_in(folder: Path) -> list[str]:
-    """A run folder's downloads in the order the tab lists them: the zip first, then GLB, NPZ, cameras.json, the
-    tracks added after the run (when there are), one PLY per time step."""
-    names = ["downloads.zip", "scene.glb", "predictions.npz", "cameras.json", TRACKS_FILE]
-    files = [folder / name for name in names if (folder / name).is_file()]
-    return [str(path) for path in files + sorted((folder / "ply").glob("points_t*.ply"))]
+    state.session_tracks.put(session_folder_name(session_hash), result.key, tracks_of(result))
+    yield figure, strip, [], status_text(state.served, result, stages, ignored=ignored, display=display), result.key
 
 
 def upload_preview_update(files) -> dict:
@@ -424,8 +408,7 @@ def track_view(state: AppState, key: str | None, display: DisplayChoices, strip_
     with stages.stage("scene"):
         figure = move_frames_into_layout(build_scene(result.predictions, options))
         strip = camera_gallery(result, step)
-    with stages.stage("files"):
-        downloads = write_tracks_file(state, result, session_hash)
+    downloads = forget_run_downloads(state, result, session_hash)
     points = result.predictions["query_points"].tolist()
     return figure, strip, reference_frame(result.predictions), tracks_status(state, result, stages), downloads, points
 
@@ -439,23 +422,19 @@ def clear_tracks(state: AppState, key: str | None, display: DisplayChoices, stri
     options = display.scene_options()
     step = whole_number(strip_step, "strip time step", 0, result.clip.grid[0] - 1)
     state.session_tracks.drop(session_folder_name(session_hash))
-    downloads = write_tracks_file(state, result, session_hash)
+    downloads = forget_run_downloads(state, result, session_hash)
     return (move_frames_into_layout(build_scene(result.predictions, options)), camera_gallery(result, step),
             reference_frame(result.predictions), tracks_status(state, result), downloads, [])
 
 
-def write_tracks_file(state: AppState, result: Reconstruction, session_hash: str | None):
-    """tracks.npz (the NPZ's track arrays) beside the run's downloads, or removed with the tracks; the new list of
-    downloads (unchanged when the session has no downloads of this run)."""
+def forget_run_downloads(state: AppState, result: Reconstruction, session_hash: str | None):
+    """The session's downloads of this run no longer match it (its tracks changed): remove them, so the next
+    download is built with what the scene shows; the new (empty) downloads list, or no change without any."""
     folder = state.sessions_root / session_folder_name(session_hash) / result.key
     if not (is_session_folder(state.sessions_root, folder.parent) and folder.is_dir() and not folder.is_symlink()):
         return gr.skip()
-    target = folder / TRACKS_FILE
-    if "track" in result.predictions:
-        np.savez(target, **{name: result.predictions[name] for name in TRACK_KEYS if name in result.predictions})
-    else:
-        target.unlink(missing_ok=True)
-    return downloads_in(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return []
 
 
 def tracks_status(state: AppState, result: Reconstruction, stages: StageTimes | None = None) -> str:
@@ -512,8 +491,8 @@ def mask_head_is_random(served) -> bool:
                if record["key"].startswith(MASK_HEAD_PREFIX))
 
 
-def status_text(served, result: Reconstruction, stages: StageTimes | None = None, writing: bool = False,
-                ignored: str | None = None, display: DisplayChoices | None = None) -> str:
+def status_text(served, result: Reconstruction, stages: StageTimes | None = None, ignored: str | None = None,
+                display: DisplayChoices | None = None) -> str:
     """Markdown: grid, sizes and attention mode, every stage's time (adding up to the wall time), notes."""
     steps, cameras = result.clip.grid
     height, width = result.clip.images.shape[-2:]
@@ -528,8 +507,7 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
         lines.append(f"- ⚠️ {uploads_win_note(ignored)}.")
     if "inference" not in seconds:
         lines.append("- Same videos, settings and weights as an earlier run: its predictions were reused.")
-    if writing:
-        lines.append("- Writing the downloads (zip, GLB, NPZ, cameras.json, PLY and COLMAP per time step)…")
+    lines.append("- Downloads are built when you ask for one (the buttons under the scene), from what it shows.")
     if result.clip.plan is not None:
         lines += [f"- {line}" for line in result.clip.plan.camera_lines()]
     lines += [f"- {note}" for note in result.notes]
@@ -538,7 +516,7 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
     if mask_head_is_random(served):
         lines.append(f"- {RANDOM_MASK_NOTE}")
     if display is not None and not display.depth_edges:
-        lines.append("- Depth-edge points are kept (the filter is off) in the scene and the downloads.")
+        lines.append("- Depth-edge points are kept (the filter is off) in the scene and the downloads built from it.")
     if "track" in result.predictions:
         track_steps, track_cameras, count = result.predictions["track"].shape[:3]
         how = "track head only, from the kept context" if "inference" not in seconds else "with this run"
