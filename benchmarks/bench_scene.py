@@ -1,29 +1,36 @@
 """App-side costs, measured in one run: scene build and payload in each player mode (and without the depth-edge
-filter), downloads, video decode per frame, end to end with its stage times (decode, inference, scene, files).
+filter), the downloads before and after they moved off the hot path, video decode per frame, end to end with its
+stage times.
 
-End to end is the app's run: AppState.reconstruct (plan, decode, the GPU call, finish), the scene, write_outputs.
+End to end is the app's run: AppState.reconstruct (plan, decode, the GPU call, finish) and the scene; it writes
+no file (checked). Downloads: "before" is the package as it was at BEFORE_REVISION (taken from git into a temporary
+folder and run in a subprocess: it wrote every format plus a zip of them all on every run); "after" builds each
+format on request as the app's buttons do, on the same predictions.
 
-Usage: python benchmarks/bench_scene.py
+Usage: python benchmarks/bench_scene.py [--before REVISION]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from vggt_mv.exports.formats import FORMATS, ExportOptions, build_format, unavailable  # noqa: E402
 from vggt_mv.inference import predict  # noqa: E402
 from vggt_mv.io.examples import list_examples  # noqa: E402
 from vggt_mv.io.layout import scaled_size  # noqa: E402
 from vggt_mv.io.video import decode_frames, probe_video  # noqa: E402
-from vggt_mv.pipeline import ReconstructionSettings, StageTimes, write_outputs  # noqa: E402
+from vggt_mv.pipeline import ReconstructionSettings, StageTimes  # noqa: E402
 from vggt_mv.serving.app_state import AppState  # noqa: E402
 from vggt_mv.serving.model_store import load_served_model  # noqa: E402
 from vggt_mv.serving.settings import ServeSettings  # noqa: E402
@@ -41,19 +48,71 @@ def timed(function, repeats: int = 3):
     return statistics.median(seconds), result
 
 
-def end_to_end(state: AppState, videos: list[Path], frames: int, folder: Path) -> tuple[float, StageTimes]:
-    """One fresh run as the app makes it: wall seconds and its stage times (decode, inference, scene, files)."""
+ROOT = Path(__file__).resolve().parents[1]
+# The last commit whose app wrote every download on every run (zip included, float32 images in the NPZ).
+BEFORE_REVISION = "3189035"
+BEFORE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import numpy as np
+import vggt_mv
+from vggt_mv.pipeline import write_outputs
+assert Path(vggt_mv.__file__).resolve().is_relative_to(Path.cwd().resolve()), vggt_mv.__file__
+arrays = np.load(sys.argv[1])
+predictions = {key: arrays[key] for key in arrays.files}
+start = time.perf_counter()
+write_outputs(SimpleNamespace(predictions=predictions), Path(sys.argv[2]))
+print(time.perf_counter() - start)
+"""
+
+
+def end_to_end(state: AppState, videos: list[Path], frames: int) -> tuple[float, StageTimes]:
+    """One fresh run as the app makes it: wall seconds and its stage times (decode, inference, scene)."""
     stages = StageTimes()
     start = time.perf_counter()
     result = state.reconstruct(videos, ReconstructionSettings(frames_per_camera=frames), stages=stages)
     with stages.stage("scene"):
         build_scene(result.predictions)
-    with stages.stage("files"):
-        write_outputs(result, folder)
     return time.perf_counter() - start, stages
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under a folder."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def downloads_before(predictions: dict, revision: str, work: Path) -> tuple[float, int, dict[str, int]]:
+    """The old app's downloads of these predictions: seconds, total bytes, bytes per top-level entry."""
+    package = work / "before"
+    package.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "vggt_mv"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(package)], input=archive, check=True)
+    np.savez(work / "predictions-in.npz", **predictions)
+    out = work / "before-out"
+    seconds = float(subprocess.run([sys.executable, "-c", BEFORE_SCRIPT, str(work / "predictions-in.npz"), str(out)],
+                                   cwd=package, check=True, capture_output=True, text=True).stdout.split()[-1])
+    by_entry = {path.name: folder_bytes(path) if path.is_dir() else path.stat().st_size for path in out.iterdir()}
+    return seconds, folder_bytes(out), by_entry
+
+
+def downloads_after(predictions: dict, work: Path) -> dict[str, tuple[float, int]]:
+    """Each format built on request, as the app's buttons build it: name -> (seconds, bytes)."""
+    built = {}
+    for name in FORMATS:
+        if unavailable(name) is None:
+            written = build_format(name, predictions, work / "after" / name, ExportOptions())
+            built[name] = (written.seconds, written.bytes())
+    written = build_format("npz", predictions, work / "after" / "npz16", ExportOptions(float16=True))
+    built["npz --float16"] = (written.seconds, written.bytes())
+    return built
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default=BEFORE_REVISION, help="git revision of the 'before' downloads")
+    args = parser.parse_args()
     served = load_served_model(ServeSettings(checkpoint=None, preset="tiny"))
     torch.manual_seed(0)
     images = torch.rand(8, 4, 3, 294, 518)
@@ -66,8 +125,12 @@ def main() -> None:
         payload = len(move_frames_into_layout(figure).to_json().encode())  # what gr.Plot sends, frames included
         scenes.append((mode, edges, seconds, payload, frames, title))
     folder = Path(tempfile.mkdtemp(prefix="bench-scene-"))
-    files_seconds, outputs = timed(lambda: write_outputs(SimpleNamespace(predictions=predictions), folder))
-    written = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    torch.manual_seed(1)
+    download_predictions = predict(served.model, torch.rand(8, 3, 3, 518, 518))
+    download_predictions["valid_mask"] = np.ones(download_predictions["depth_conf"].shape, dtype=bool)
+    download_predictions["times"] = np.arange(8) / 10.0
+    before_seconds, before_bytes, before_entries = downloads_before(download_predictions, args.before, folder)
+    after = downloads_after(download_predictions, folder)
     example = list_examples()[0]
     info = probe_video(example.video_paths[0])
     times = [info.start + (k + 0.5) * info.duration / 8 for k in range(8)]
@@ -75,8 +138,9 @@ def main() -> None:
     state = AppState(served, folder / "sessions")
     runs = []
     for frames in (2, 4, 8):
-        seconds, stages = end_to_end(state, example.video_paths, frames, folder / f"run{frames}")
+        seconds, stages = end_to_end(state, example.video_paths, frames)
         runs.append((frames, seconds, stages.describe()))
+    assert not state.sessions_root.exists() or folder_bytes(state.sessions_root) == 0, "a run wrote a file"
     print("| measurement | value | target |")
     print("|---|---|---|")
     base_seconds = next(seconds for mode, edges, seconds, *_ in scenes if mode == "step" and edges)
@@ -86,8 +150,15 @@ def main() -> None:
               f"({seconds / base_seconds:.2f}x) | <= 1 s |")
         print(f"| figure payload as gr.Plot sends it ({frames} frames included), {case} | {payload / 1e6:.2f} MB "
               f"| <= 6 MB |")
-    print(f"| every download, 8 x 4 (zip, GLB, NPZ, cameras.json, PLY + COLMAP per step; "
-          f"{written / 1024 ** 2:.0f} MiB) | {files_seconds:.2f} s | |")
+    entries = ", ".join(f"{name} {size / 1e6:.1f}" for name, size in sorted(before_entries.items()))
+    print(f"| before: every run wrote every download, 8 x 3 at 518x518 ({entries} MB) | {before_seconds:.2f} s, "
+          f"{before_bytes / 1e6:.1f} MB (1.00x) | |")
+    print("| after: a run writes no file (files stage of the end-to-end rows) | 0 s, 0 MB (0.00x) | 0 s |")
+    for name, (seconds, size) in after.items():
+        print(f"| after, on request: {name} | {seconds:.2f} s, {size / 1e6:.1f} MB ({size / before_bytes:.3f}x) | |")
+    each_once = sum(size for name, (_, size) in after.items() if name in FORMATS and name != "zip")
+    print(f"| after: every format built once, no zip | {each_once / 1e6:.1f} MB ({each_once / before_bytes:.3f}x) "
+          f"| <= 0.10x |")
     print(f"| decode + resize per frame (example video, 8 frames) | {1000 * decode_seconds / 8:.1f} ms | |")
     for frames, seconds, stages in runs:
         print(f"| end to end, 3 example videos x {frames} frames, tiny preset, CPU ({stages}) | {seconds:.2f} s | |")
