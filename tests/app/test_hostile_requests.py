@@ -118,6 +118,7 @@ def wait_until_gone(path: Path, seconds: float = 15.0) -> bool:
 def test_a_closed_heartbeat_for_session_dot_dot_deletes_nothing_outside_the_sessions_root(app, temp_root):
     client = Client(app.url, verbose=False)
     client.predict(example=list_examples()[0].name, frames_per_camera=1, api_name="/reconstruct")
+    client.predict(name="cameras", api_name="/download")  # a run writes nothing; its downloads do
     own_folder = temp_root / "sessions" / session_folder_name(client.session_hash)
     assert own_folder.is_dir()
     for hostile in ("..", "%2E%2E", "..%2F..", "%2Ftmp", "."):
@@ -134,6 +135,11 @@ def test_a_session_id_that_looks_like_a_path_writes_only_inside_the_sessions_roo
     before = {path for path in temp_root.rglob("*") if "sessions" not in path.parts and "gradio" not in path.parts}
     message = raw_predict(app, "reconstruct", example_request(), session_hash=session_hash)
     assert message.get("success") is True, message
+    client = Client(app.url, verbose=False)
+    client.session_hash = session_hash  # the same hostile id, now for a download (the one request that writes)
+    client.predict(example=list_examples()[0].name, frames_per_camera=1, api_name="/reconstruct")
+    files, _ = client.predict(name="cameras", api_name="/download")
+    assert [path.rsplit("/", 1)[-1] for path in files] == ["cameras.json"]
     open_and_drop_heartbeat(app, urllib.parse.quote(session_hash, safe=""))
     time.sleep(2)
     after = {path for path in temp_root.rglob("*") if "sessions" not in path.parts and "gradio" not in path.parts}
