@@ -1,13 +1,16 @@
 """Video in: every edge case gives a result or one clear message."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests.support.videos import frame_index_seen, write_video
 from vggt_mv.io import video as video_module
 from vggt_mv.io.layout import plan_layouts, scaled_size
-from vggt_mv.io.video import (VideoError, decode_clip, decode_frames, load_multiview, plan_common_clock, plan_multiview,
-                              probe_video)
+from vggt_mv.io.video import (VideoError, VideoInfo, decode_clip, decode_frames, distinct_time_steps,
+                              iter_decoded_frames, load_multiview, plan_common_clock, plan_multiview, probe_video,
+                              repeats_a_frame)
 
 
 def test_cameras_with_different_fps_durations_and_sizes_share_one_clock(tmp_path):
@@ -64,8 +67,8 @@ def test_a_window_between_frames_never_repeats_one(tmp_path):
     assert len(set(seen)) == len(seen)
 
 
-def test_each_camera_is_scaled_uniformly_then_padded_or_centre_cropped_never_stretched():
-    landscape, portrait = plan_layouts([(1008, 756), (364, 686)])
+def test_crop_mode_scales_each_camera_uniformly_then_pads_or_centre_crops_never_stretched():
+    landscape, portrait = plan_layouts([(1008, 756), (364, 686)], resize="crop")
     assert landscape.scaled == (518, 392) and portrait.scaled == (518, 980)
     assert portrait.cropped and portrait.kept_height == 518 and portrait.crop_top == (980 - 518) // 2
     assert landscape.canvas == portrait.canvas == (518, 518)
@@ -73,7 +76,7 @@ def test_each_camera_is_scaled_uniformly_then_padded_or_centre_cropped_never_str
     assert landscape.valid_mask().sum() == 518 * 392
     assert "1008x756 -> 518x392, padded to 518x518" == landscape.describe()
     assert "centre-cropped" in portrait.describe()
-    first_portrait = plan_layouts([(364, 686), (1008, 756)])
+    first_portrait = plan_layouts([(364, 686), (1008, 756)], resize="crop")
     assert first_portrait[1].scaled == (518, 392), "a portrait first camera no longer drags the others along"
 
 
@@ -83,8 +86,8 @@ def test_single_video_one_camera(tmp_path):
     assert clip.valid_mask.all(), "one landscape camera fills its frame"
 
 
-def test_a_tall_portrait_video_is_centre_cropped_like_vggt_and_the_plan_says_so(tmp_path):
-    clip = load_multiview([write_video(tmp_path / "p.mp4", width=48, height=96)], num_steps=1)
+def test_in_crop_mode_a_tall_portrait_video_is_centre_cropped_like_vggt_and_the_plan_says_so(tmp_path):
+    clip = load_multiview([write_video(tmp_path / "p.mp4", width=48, height=96)], num_steps=1, resize="crop")
     height, width = clip.images.shape[-2:]
     assert (width, height) == (518, 518)
     assert any("p.mp4 (48x96)" in note and "centre-cropped" in note for note in clip.notes)
@@ -166,3 +169,129 @@ def test_asking_for_far_more_steps_than_frames_costs_what_the_frames_do(tmp_path
     plan = plan_multiview([path], 100_000, max_total_frames=10 ** 6)
     assert plan.steps == 10 and len(tried) <= 10
     assert "T capped at 10 (asked for 100000): ten.mp4 shows only 10 distinct frames" in plan.notes[0]
+
+
+def test_decode_clip_writes_into_a_provided_array_one_frame_at_a_time(tmp_path, monkeypatch):
+    portrait = write_video(tmp_path / "portrait.mp4", frames=6, fps=6, width=72, height=128)
+    landscape = write_video(tmp_path / "landscape.mp4", frames=6, fps=6, width=128, height=72)
+    plan = plan_multiview([portrait, landscape], num_steps=4)
+    expected = decode_clip(plan).images
+    out = np.lib.format.open_memmap(tmp_path / "clip.npy", mode="w+", dtype=np.float32, shape=expected.shape)
+    monkeypatch.setattr(video_module, "decode_frames", lambda *args: pytest.fail("built a whole-camera stack"))
+    clip = decode_clip(plan, out=out)
+    assert clip.images is out and np.array_equal(np.load(tmp_path / "clip.npy"), expected)
+    with pytest.raises(ValueError, match="float32 array of shape"):
+        decode_clip(plan, out=np.zeros(expected.shape, np.float64))
+
+
+class FrameWriter:
+    """Takes `writer[t, n] = frame` and nothing else, as a store that writes each frame to disk does."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape, self.dtype, self.written = shape, np.dtype(np.float32), np.zeros(shape, np.float32)
+        self.assignments = 0
+
+    def __setitem__(self, index, frame) -> None:
+        assert len(index) == 2 and frame.shape == self.shape[2:], "one frame per assignment"
+        self.written[index] = frame
+        self.assignments += 1
+
+
+def test_decode_clip_writes_each_frame_into_a_writer_that_only_takes_assignments(tmp_path):
+    path = write_video(tmp_path / "a.mp4", frames=6, fps=6, width=72, height=128)
+    plan = plan_multiview([path, path], num_steps=3)
+    writer = FrameWriter(video_module.clip_shape(plan))
+    decode_clip(plan, out=writer)
+    assert writer.assignments == 6 and np.array_equal(writer.written, decode_clip(plan).images)
+
+
+def test_frames_stream_out_and_a_frame_chosen_for_several_times_is_converted_once(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "ten.mp4", frames=10, fps=10)
+    times = [0.72, 0.05, 0.05, 0.06, 0.35, 9.0, -1.0]
+    converted = []
+    original = video_module._to_rgb
+    monkeypatch.setattr(video_module, "_to_rgb", lambda frame, size: converted.append(1) or original(frame, size))
+    pairs = list(iter_decoded_frames(path, times, (64, 48)))
+    assert sorted(index for index, _ in pairs) == list(range(len(times)))
+    assert {index: frame_index_seen(image) for index, image in pairs} == {0: 7, 1: 0, 2: 0, 3: 0, 4: 3, 5: 9, 6: 0}
+    assert len(converted) == 4, "frames 0, 3, 7 and 9, once each"
+    stacked = decode_frames(path, times, (64, 48))
+    assert stacked.shape == (7, 48, 64, 3) and [frame_index_seen(f) for f in stacked] == [7, 0, 0, 0, 3, 9, 0]
+
+
+def unprobed(name: str, frame_times: list[float], frame_count: int | None = None) -> VideoInfo:
+    """A camera as probe_video describes it, from its frame times alone (no file)."""
+    end = frame_times[-1] + 1 / 30 if frame_times else 10.0
+    return VideoInfo(Path(name), frame_times[0] if frame_times else 0.0, end,
+                     len(frame_times) if frame_count is None else frame_count, 30.0, 64, 48, 0, tuple(frame_times))
+
+
+@pytest.mark.parametrize("requested", [10 ** 6, 10 ** 9])
+def test_huge_frame_counts_are_capped_at_the_frames_shown_and_plan_only_that_many_steps(tmp_path, monkeypatch,
+                                                                                         requested):
+    planned = []
+    original = video_module.plan_common_clock
+    monkeypatch.setattr(video_module, "plan_common_clock",
+                        lambda infos, steps, *args: planned.append(steps) or original(infos, steps, *args))
+    path = write_video(tmp_path / "ten.mp4", frames=10, fps=10)
+    plan = plan_multiview([path], requested, max_total_frames=10 ** 12)
+    assert plan.steps == 10 and f"T capped at 10 (asked for {requested})" in plan.notes[0]
+    assert max(planned) == 10 and len(planned) <= 3
+
+
+def test_unknown_frame_times_cap_t_at_the_frame_count_without_trying_every_t(monkeypatch):
+    planned, checked = [], []
+    original = video_module.plan_common_clock
+    monkeypatch.setattr(video_module, "plan_common_clock",
+                        lambda infos, steps, *args: planned.append(steps) or original(infos, steps, *args))
+    monkeypatch.setattr(video_module, "shows_a_frame_twice", lambda *args: checked.append(1) or True)
+    camera = unprobed("unknown.mp4", [], frame_count=40)
+    steps, limiting = distinct_time_steps([camera], 10 ** 9, (0.0, 1.0), [0.0])
+    assert (steps, limiting) == (40, [camera]) and max(planned) <= 40 and not checked
+
+
+def brute_force_steps(infos, requested, window, offsets):
+    """The reference: try every T from the cap down, as distinct_time_steps' result must equal."""
+    limiting = []
+    for steps in range(requested, 0, -1):
+        times = plan_common_clock(infos, steps, window, offsets)
+        repeating = [info for info, offset in zip(infos, offsets) if repeats_a_frame(info, times, offset)]
+        if not repeating:
+            return steps, limiting
+        limiting = repeating
+    return 1, limiting
+
+
+def test_the_fast_search_finds_what_trying_every_t_finds_for_variable_frame_rates():
+    rng = np.random.default_rng(7)
+    compared = 0
+    while compared < 150:
+        infos, offsets = [], []
+        for camera in range(int(rng.integers(1, 4))):
+            gaps = rng.choice([0.01, 0.033, 0.05, 0.2, 0.7], size=int(rng.integers(1, 40))) * rng.uniform(0.5, 1.5)
+            times = np.cumsum(gaps) - gaps[0] + rng.uniform(0.0, 0.2)
+            infos.append(unprobed(f"cam{camera}.mp4", [float(t) for t in times]))
+            offsets.append(float(rng.uniform(-0.1, 0.1)) if camera else 0.0)
+        window = (float(rng.uniform(0.0, 0.4)), float(rng.uniform(0.6, 1.0)))
+        try:
+            video_module.common_window(infos, offsets)
+        except VideoError:
+            continue
+        cap = min(video_module.most_distinct_frames(info, video_module.window_span(infos, window, offsets), offset)
+                  for info, offset in zip(infos, offsets))
+        steps, limiting = distinct_time_steps(infos, cap, window, offsets)
+        assert (steps, limiting) == brute_force_steps(infos, cap, window, offsets)
+        compared += 1
+
+
+def test_a_long_stall_in_a_long_video_is_searched_from_where_repeats_can_stop(monkeypatch):
+    checked = []
+    original = video_module.shows_a_frame_twice
+    monkeypatch.setattr(video_module, "shows_a_frame_twice", lambda *args: checked.append(1) or original(*args))
+    times = [index / 30 for index in range(30_000)]
+    stalled = unprobed("stall.mp4", times[:300] + [time + 2.0 for time in times[300:]])   # a 2 s freeze
+    steps, limiting = distinct_time_steps([stalled], 10 ** 9, (0.0, 1.0), [0.0])
+    assert steps < 30_000 and limiting == [stalled]
+    assert not repeats_a_frame(stalled, plan_common_clock([stalled], steps), 0.0)
+    assert repeats_a_frame(stalled, plan_common_clock([stalled], steps + 1), 0.0)
+    assert len(checked) < 500, "only T from 2 * span / stall (~985) down, never below span / stall (~490), are tried"
