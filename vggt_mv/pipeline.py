@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,11 +27,15 @@ from vggt_mv.config import VGGTMVConfig
 from vggt_mv.heads.track import TrackContext
 from vggt_mv.inference import predict_tracks, predict_with_track_context
 from vggt_mv.io.examples import Example, load_ground_truth
+from vggt_mv.io.layout import DEFAULT_RESIZE, RESIZE_MODES
+from vggt_mv.io.prediction_store import PredictionStore
 from vggt_mv.io.video import ClipPlan, MultiViewClip, decode_clip, plan_multiview
 from vggt_mv.tracking import (MAX_QUERY_POINTS, QueryPointError, check_query_points, grid_query_points,
                               unproject_tracks)
 from vggt_mv.viz.tracks import TRACK_KEYS
 from vggt_mv.weights.trained_attention import ModeChoice, TrainedAttention, choose_auto_mode
+from vggt_mv.windows.plan import TimeWindows, plan_windows
+from vggt_mv.windows.run import Seam, WindowedPredictions, run_windows, seam_arrays
 
 Progress = Callable[[float, str], None]
 BYTES_PER_FLOAT = 4
@@ -39,6 +44,8 @@ BLOCK_ACTIVATION_FACTOR = 12
 HEAD_ACTIVATION_FACTOR = 10
 HEAD_CHUNK_FRAMES = 8
 MAX_CAMERAS = 8
+# Time steps per camera a run may have at most (the CLI's cap; a server sets its own): longer runs go in windows.
+MAX_TIME_STEPS = 512
 # Settings that only add tracks to a run: they never enter its cache key, so asking for tracks never re-runs it.
 TRACK_SETTINGS = ("query_points", "track_grid")
 # Where each stage sits on the 0..1 progress bar.
@@ -64,7 +71,12 @@ class ReconstructionSettings:
     window: tuple[float, float] = (0.0, 1.0)
     offsets: tuple[float, ...] = ()
     mode: str = "auto"
+    # Most frames (T x N) in one pass; a run with more is split into overlapping time windows.
     max_total_frames: int = 64
+    max_time_steps: int = MAX_TIME_STEPS
+    resize: str = DEFAULT_RESIZE
+    # Time steps per window (0: as many as one pass holds, by max_total_frames and the memory estimate).
+    window_steps: int = 0
     # Tracks (not part of the cache key): [[x, y], ...] in pixels of the processed reference frame (t=0, n=0),
     # or a grid of about `track_grid` points over its real pixels.
     query_points: tuple[tuple[float, float], ...] = ()
@@ -137,10 +149,21 @@ class RunPlan:
     clip: ClipPlan
     estimate: RunEstimate
     mode: ModeChoice
+    windows: TimeWindows | None = None
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the run takes more than one pass."""
+        return self.windows is not None and self.windows.count > 1
 
     def describe(self) -> str:
         """Markdown: effective T and why, the attention mode and why, each camera's sizes, tokens and memory."""
-        lines = [self.estimate.describe(), f"- Attention: {self.mode.reason}"]
+        lines = [self.estimate.describe() if not self.windowed else
+                 f"{counted(self.clip.steps, 'time step')} x {counted(self.estimate.cameras, 'camera')} in "
+                 f"{self.windows.count} windows; each pass: {self.estimate.describe()}",
+                 f"- Attention: {self.mode.reason}"]
+        if self.windowed:
+            lines.append(f"- Windows: {self.windows.describe()}")
         lines += [f"- {line}" for line in self.clip.camera_lines()]
         lines += [f"- {note}" for note in self.clip.notes]
         return "\n".join(lines)
@@ -161,6 +184,9 @@ class Reconstruction:
     key: str
     mode: ModeChoice
     notes: list[str] = field(default_factory=list)
+    windows: TimeWindows | None = None
+    seams: list[Seam] = field(default_factory=list)
+    store: PredictionStore | None = None
 
 
 def tokens_per_frame(config: VGGTMVConfig, height: int, width: int) -> int:
@@ -217,6 +243,8 @@ def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
         raise ReconstructionError("upload at least one video (one per camera) or pick an example")
     if len(videos) > MAX_CAMERAS:
         raise ReconstructionError(f"{len(videos)} videos: at most {MAX_CAMERAS} cameras are supported")
+    if settings.resize not in RESIZE_MODES:
+        raise ReconstructionError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {str(settings.resize)[:40]!r}")
     try:
         resolve_mode(settings.mode, len(videos))
     except ValueError as error:
@@ -227,19 +255,51 @@ def check_request(videos: list[Path], settings: ReconstructionSettings) -> None:
 
 def plan_run(videos: list[Path], settings: ReconstructionSettings, config: VGGTMVConfig, weights_bytes: int,
              memory: MemoryBudget, trained: TrainedAttention) -> RunPlan:
-    """Probe the videos and size the run (effective T, per-camera sizes, mode), refusing one that cannot fit."""
+    """Probe the videos and size the run (effective T, per-camera sizes, mode, windows), refusing one that cannot
+    fit even one window."""
     videos = [Path(v) for v in videos]
     check_request(videos, settings)
     clip = plan_multiview(videos, settings.frames_per_camera, settings.window, list(settings.offsets) or None,
-                          settings.max_total_frames)
+                          settings.max_time_steps * len(videos), resize=settings.resize)
     mode = choose_mode(settings.mode, len(videos), trained)
     width, height = clip.canvas
-    estimate = estimate_run(config, clip.steps, len(videos), height, width, weights_bytes, mode.mode)
-    if estimate.peak_bytes > memory.bytes:
-        raise ReconstructionError(f"this run needs about {estimate.peak_bytes / 1024 ** 3:.1f} GiB but "
+    cameras = len(videos)
+
+    def estimate(steps: int) -> RunEstimate:
+        return estimate_run(config, steps, cameras, height, width, weights_bytes, mode.mode)
+
+    size = window_size(clip.steps, cameras, settings, lambda steps: estimate(steps).peak_bytes <= memory.bytes)
+    pass_estimate = estimate(size)
+    if pass_estimate.peak_bytes > memory.bytes:
+        what = "this run needs" if size == clip.steps else f"even one pass of {counted(size, 'time step')} needs"
+        raise ReconstructionError(f"{what} about {pass_estimate.peak_bytes / 1024 ** 3:.1f} GiB but "
                                   f"{memory.bytes / 1024 ** 3:.1f} GiB is available ({memory.where}); use fewer "
                                   "frames or cameras")
-    return RunPlan(clip, estimate, mode)
+    try:
+        windows = plan_windows(clip.steps, size)
+    except ValueError as error:
+        raise ReconstructionError(str(error)) from None
+    return RunPlan(clip, pass_estimate, mode, windows)
+
+
+def window_size(steps: int, cameras: int, settings: ReconstructionSettings, fits: Callable[[int], bool]) -> int:
+    """Time steps per pass: the settings' own, else all of them when one pass holds them (frame cap and memory),
+    else the most that do (at least 2, so windows can overlap)."""
+    if settings.window_steps:
+        if settings.window_steps < 2 and steps > 1:
+            raise ReconstructionError("a window needs at least 2 time steps (so that windows can overlap)")
+        if settings.window_steps * cameras > settings.max_total_frames:
+            raise ReconstructionError(f"a window of {settings.window_steps} steps x {counted(cameras, 'camera')} is "
+                                      f"over the limit of {settings.max_total_frames} frames per pass")
+        return min(settings.window_steps, steps)
+    largest = max(1, min(steps, settings.max_total_frames // cameras))
+    while largest > 2 and not fits(largest):
+        largest -= 1
+    if largest < steps and largest < 2:
+        raise ReconstructionError(f"{counted(cameras, 'camera')} leave room for {counted(largest, 'time step')} per "
+                                  f"pass (limit {settings.max_total_frames} frames): too few to split "
+                                  f"{steps} steps into overlapping windows; use fewer cameras or fewer steps")
+    return largest
 
 
 def estimate_track_context_bytes(config: VGGTMVConfig, time_steps: int, cameras: int, height: int, width: int,
@@ -320,17 +380,24 @@ def attach_images(outputs: ModelOutputs, images: np.ndarray) -> tuple[dict[str, 
 def check_finite(predictions: dict[str, np.ndarray]) -> None:
     """Refuse what broken weights produce: NaN cameras, or not one finite point on a real pixel.
 
-    An infinite focal length alone is not refused: an untrained camera head predicts a zero field of view.
+    An infinite focal length alone is not refused: an untrained camera head predicts a zero field of view. Points
+    are checked a time step at a time (a long run's are on disk) and the check stops at the first finite one.
     """
     broken = [name for name in ("pose_enc", "extrinsic") if name in predictions and np.isnan(predictions[name]).any()]
     points = predictions.get("world_points")
-    if points is not None:
-        finite = np.isfinite(points).all(axis=-1) & predictions.get("valid_mask", True)
-        if not finite.any():
-            broken.append("world_points")
+    if points is not None and not any(finite_point_at(predictions, step) for step in range(points.shape[0])):
+        broken.append("world_points")
     if broken:
         raise ReconstructionError(f"the model predicted NaN or no finite values ({', '.join(broken)}): the weights are "
                                   "probably broken; check them with `python -m vggt_mv inspect`")
+
+
+def finite_point_at(predictions: dict[str, np.ndarray], step: int) -> bool:
+    """Whether time step `step` has a finite point on a real pixel."""
+    finite = np.isfinite(predictions["world_points"][step]).all(axis=-1)
+    if "valid_mask" in predictions:
+        finite &= predictions["valid_mask"][step]
+    return bool(finite.any())
 
 
 def finish(outputs: ModelOutputs, clip: MultiViewClip, settings: ReconstructionSettings, mode: ModeChoice, key: str,
@@ -345,6 +412,68 @@ def finish(outputs: ModelOutputs, clip: MultiViewClip, settings: ReconstructionS
         predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
                                                                                      (height, width))
     return Reconstruction(predictions, clip, settings, dict(stages.seconds), key, mode, list(clip.notes)), context
+
+
+def decode_into_store(plan: RunPlan, store: PredictionStore) -> MultiViewClip:
+    """A windowed run's clip decoded straight into its store: its images are never all in RAM."""
+    width, height = plan.clip.canvas
+    writer = store.create("images", (plan.clip.steps, len(plan.clip.infos), 3, height, width), np.float32)
+    clip = decode_clip(plan.clip, out=writer)
+    return replace(clip, images=store.array("images"))
+
+
+def reference_valid_mask(clip: MultiViewClip) -> np.ndarray:
+    """Real pixels [H, W] of the reference frame (t=0, n=0), where query points may lie."""
+    if clip.valid_mask is None:
+        return np.ones(clip.images.shape[-2:], dtype=bool)
+    return clip.valid_mask[0]
+
+
+def camera_valid_masks(clip: MultiViewClip) -> np.ndarray:
+    """Real pixels [N, H, W] of every camera (the same at every time step)."""
+    if clip.valid_mask is None:
+        return np.ones((clip.images.shape[1],) + tuple(clip.images.shape[-2:]), dtype=bool)
+    return clip.valid_mask
+
+
+def window_forward(forward: Callable[[np.ndarray, Callable[[int, int, str], None]], ModelOutputs]):
+    """A ModelOutputs forward as vggt_mv.windows.run calls it."""
+    def run(images: np.ndarray, progress: Callable[[int, int, str], None]):
+        outputs = forward(images, progress)
+        return outputs.predictions, outputs.track_context
+    return run
+
+
+def windows_progress(progress: Progress) -> Progress:
+    """A windowed run's (fraction of all windows, message) on the inference part of the bar."""
+    start, end = INFERENCE_PROGRESS
+    return lambda fraction, message: progress(start + (end - start) * fraction, f"VGGT_MV: {message}")
+
+
+def finish_windowed(windowed: WindowedPredictions, plan: RunPlan, clip: MultiViewClip,
+                    settings: ReconstructionSettings, key: str, stages: StageTimes, store: PredictionStore,
+                    example: Example | None = None) -> Reconstruction:
+    """A windowed run's predictions as a Reconstruction: stored arrays, the images, times, the valid mask (one per
+    camera, broadcast over T without a copy), the windows and their seams; broken ones refused."""
+    steps = plan.clip.steps
+    predictions = dict(windowed.predictions)
+    predictions["images"] = clip.images
+    predictions["times"] = np.array(clip.times, dtype=np.float64)
+    masks = camera_valid_masks(clip)
+    predictions["valid_mask"] = np.broadcast_to(masks[None], (steps,) + masks.shape)
+    predictions.update(seam_arrays(plan.windows, windowed.seams))
+    check_finite(predictions)
+    if example is not None:
+        height, width = clip.images.shape[-2:]
+        predictions["gt_extrinsic"], predictions["gt_intrinsic"] = load_ground_truth(example, clip.times,
+                                                                                     (height, width))
+    notes = list(clip.notes) + [f"Windows: {plan.windows.describe()}."]
+    notes += [f"Seam {seam.window} ({seam.describe()})." for seam in windowed.seams]
+    if settings.wants_tracks() or windowed.contexts:
+        notes.append("Tracks run per window: each window re-finds the points where the one before saw them on "
+                     "camera 0 at its first step; a point lost there stays hidden from then on.")
+    return Reconstruction(predictions, clip, settings, dict(stages.seconds), key, plan.mode, notes, plan.windows,
+                          list(windowed.seams), store)
 
 
 def resolve_query_points(query_points, track_grid, valid_mask: np.ndarray | None) -> np.ndarray | None:
@@ -409,10 +538,12 @@ def tracks_of(result: Reconstruction) -> dict[str, np.ndarray]:
 def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: ReconstructionSettings | None = None,
                 memory: MemoryBudget | None = None, trained: TrainedAttention | None = None,
                 example: Example | None = None, progress: Progress | None = None,
-                stages: StageTimes | None = None) -> Reconstruction:
+                stages: StageTimes | None = None, store_folder: Path | None = None) -> Reconstruction:
     """Every stage up to the predictions in one process, nothing kept: plan, decode, infer, finish (and tracks when
     the settings ask for them). The CLI's run and the reference the serving layer's cached runs are tested against.
-    """
+
+    A run longer than one pass goes window by window (vggt_mv.windows) into a store in `store_folder` (a new temporary
+    folder when None; the caller removes it with `result.store.delete()` once done with the predictions)."""
     settings = settings or ReconstructionSettings()
     progress = progress or (lambda fraction, message: None)
     stages = stages if stages is not None else StageTimes()
@@ -426,7 +557,13 @@ def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: Reco
         progress(0.02, "checking the videos")
         plan = plan_run(videos, settings, model.config, model_weight_bytes(model), memory, trained)
         progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-        clip = decode(plan)
+        if plan.windowed:
+            store = PredictionStore(store_folder or Path(tempfile.mkdtemp(prefix="vggt-mv-run-")))
+            clip = decode_into_store(plan, store)
+        else:
+            clip = decode(plan)
+    if plan.windowed:
+        return reconstruct_windowed(model, plan, clip, settings, store, example, progress, stages)
     with stages.stage("inference"):
         progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames")
         outputs = infer(model, clip.images, plan.mode.mode, model_progress(progress))
@@ -435,4 +572,24 @@ def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: Reco
         with stages.stage("tracks"):
             points = query_points_of(result, settings)
             result = with_tracks(result, track_arrays(result.predictions, points, track(model, context, points)))
+    return replace(result, seconds=dict(stages.seconds))
+
+
+def reconstruct_windowed(model: torch.nn.Module, plan: RunPlan, clip: MultiViewClip, settings: ReconstructionSettings,
+                         store: PredictionStore, example: Example | None, progress: Progress,
+                         stages: StageTimes) -> Reconstruction:
+    """The in-process windowed run: each window through the model, aligned and stored; tracks per window."""
+    points = (resolve_query_points(settings.query_points, settings.track_grid, reference_valid_mask(clip))
+              if settings.wants_tracks() else None)
+    with stages.stage("inference"):
+        progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames in "
+                                        f"{plan.windows.count} windows")
+        forward = window_forward(lambda images, report: infer(model, images, plan.mode.mode, report))
+        windowed = run_windows(plan.windows, clip.images, camera_valid_masks(clip), forward, store,
+                               windows_progress(progress), points,
+                               (lambda context, queries: track(model, context, queries)) if points is not None
+                               else None)
+        result = finish_windowed(windowed, plan, clip, settings, "", stages, store, example)
+    if points is not None:
+        result = with_tracks(result, track_arrays(result.predictions, points, windowed.tracks))
     return replace(result, seconds=dict(stages.seconds))

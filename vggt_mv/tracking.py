@@ -145,11 +145,14 @@ def unproject_tracks(track: np.ndarray, depth: np.ndarray, extrinsic: np.ndarray
     depth [T, N, H, W] or [T, N, H, W, 1]; extrinsic [T, N, 3, 4] world-to-camera (OpenCV); intrinsic [T, N, 3, 3];
     valid_mask [T, N, H, W]. NaN where the pixel has no usable depth (outside the frame, on padding).
     """
-    if depth.ndim == 5:
-        depth = depth[..., 0]
     steps, cameras = track.shape[:2]
+
+    def frame_depth(t: int, n: int) -> np.ndarray:
+        # one frame at a time: a long run's depth is stored on disk (vggt_mv.io.prediction_store)
+        return depth[t, n][..., 0] if depth.ndim == 5 else depth[t, n]
+
     sampled = np.stack([np.stack([
-        sample_depth(depth[t, n], track[t, n], None if valid_mask is None else valid_mask[t, n], edge_tolerance)
+        sample_depth(frame_depth(t, n), track[t, n], None if valid_mask is None else valid_mask[t, n], edge_tolerance)
         for n in range(cameras)]) for t in range(steps)])
     return unproject_pixels(track.astype(np.float64), sampled, extrinsic.astype(np.float64),
                             intrinsic.astype(np.float64)).astype(np.float32)

@@ -98,7 +98,7 @@ def test_too_many_cameras_or_frames_are_refused(served, tmp_path):
     long_video = write_video(tmp_path / "long.mp4", frames=40, fps=20)
     with pytest.raises(VideoError, match="over the limit"):
         reconstruct(served.model, [long_video] * 4,
-                    ReconstructionSettings(frames_per_camera=20, max_total_frames=64))
+                    ReconstructionSettings(frames_per_camera=20, max_time_steps=10))
     with pytest.raises(ReconstructionError, match="mode 'single'"):
         reconstruct(served.model, [video, video], ReconstructionSettings(frames_per_camera=2, mode="single"))
 

@@ -15,7 +15,27 @@ def frame_image(index: int, width: int, height: int) -> np.ndarray:
     image[:, : width // 2] = (index * 20) % 250
     image[:, width // 2:, 1] = 200
     image[: height // 4, : width // 4, 0] = 255  # a top-left marker that shows rotation
+    bit_width = width / 2 / FRAME_NUMBER_BITS
+    for bit in range(FRAME_NUMBER_BITS):  # the index in binary, bottom right: readable for a thousand frames
+        if index >> bit & 1:
+            image[3 * height // 4:, int(width / 2 + bit * bit_width):int(width / 2 + (bit + 1) * bit_width), 2] = 255
     return image
+
+
+FRAME_NUMBER_BITS = 10
+
+
+def frame_number_seen(image: np.ndarray) -> int:
+    """Which frame an RGB image [H, W, 3] came from, from its binary blocks (any index up to 1023)."""
+    height, width = image.shape[:2]
+    bit_width = width / 2 / FRAME_NUMBER_BITS
+    number = 0
+    for bit in range(FRAME_NUMBER_BITS):
+        left = int(width / 2 + (bit + 0.25) * bit_width)
+        right = max(left + 1, int(width / 2 + (bit + 0.75) * bit_width))
+        block = image[int(height * 0.8):int(height * 0.95), left:right, 2]
+        number |= int(block.mean() > 127) << bit
+    return number
 
 
 def write_video(path: Path, frames: int = 10, fps: int = 10, width: int = 64, height: int = 48,

@@ -36,9 +36,10 @@ def non_finite_counts(arrays: dict[str, np.ndarray]) -> dict[str, int]:
     """Array name -> how many of its values are NaN or infinite (only arrays that have some)."""
     counts = {}
     for name, array in arrays.items():
-        array = np.asarray(array)
         if np.issubdtype(array.dtype, np.floating):
-            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            # a time step at a time: a long run's maps are on disk (vggt_mv.io.prediction_store)
+            parts = range(array.shape[0]) if array.ndim >= 4 else [slice(None)]
+            count = sum(int(np.size(array[part]) - np.count_nonzero(np.isfinite(array[part]))) for part in parts)
             if count:
                 counts[name] = count
     return counts

@@ -118,6 +118,16 @@ def step_seconds(predictions: dict[str, np.ndarray]) -> tuple[np.ndarray | None,
     return times, []
 
 
+class Uint8Frames:
+    """The images as uint8, converted a part at a time as they are logged (a long run's are on disk)."""
+
+    def __init__(self, images) -> None:
+        self.images, self.shape = images, tuple(images.shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return as_uint8_images(np.asarray(self.images[index]))
+
+
 def point_colors(images: np.ndarray, selection: PointSelection) -> np.ndarray:
     """uint8 [P, 3]: each kept point's pixel, from the uint8 frames (so float and uint8 images give the same)."""
     width = images.shape[-1]
@@ -286,7 +296,7 @@ def write_recording(path: Path, predictions: dict[str, np.ndarray], filters: Poi
     rr = import_rerun()
     path = Path(path)
     steps, cameras = predictions["extrinsic"].shape[:2]
-    images = as_uint8_images(np.asarray(predictions["images"]))
+    images = Uint8Frames(predictions["images"])
     left_out = cameras_left_out(predictions)
     seconds, notes = step_seconds(predictions)
     selection = select_points(predictions, list(range(steps)), filters, point_budget, split_budget=True)

@@ -9,6 +9,7 @@ side by side.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,16 +19,23 @@ import numpy as np
 
 from vggt_mv.heads.track import TrackContext
 from vggt_mv.io.examples import Example
+from vggt_mv.io.prediction_store import PredictionStore
 from vggt_mv.pipeline import (INFERENCE_PROGRESS, MemoryBudget, ModelOutputs, Progress, Reconstruction,
-                              ReconstructionError, ReconstructionSettings, StageTimes, check_request, content_key,
-                              decode, finish, model_progress, model_weight_bytes, plan_run, resolve_query_points,
-                              track_arrays, with_tracks)
+                              ReconstructionError, ReconstructionSettings, RunPlan, StageTimes, camera_valid_masks,
+                              check_request, content_key, decode, decode_into_store, estimate_track_context_bytes,
+                              finish, finish_windowed, model_progress, model_weight_bytes, plan_run,
+                              reference_valid_mask, resolve_query_points, track_arrays, window_forward,
+                              windows_progress, with_tracks)
 from vggt_mv.serving.gpu import (GpuCalls, GpuFailure, GpuProgress, memory_budget, on_zerogpu,
                                  zerogpu_errors_as_messages)
 from vggt_mv.serving.model_store import ModelRecipe, ServedModel
-from vggt_mv.serving.runs import RunCache
+from vggt_mv.serving.runs import RunCache, WindowContexts
 from vggt_mv.serving.session_tracks import SessionTracks
 from vggt_mv.serving.settings import DEFAULT_SESSIONS_DIR
+from vggt_mv.windows.run import run_windows, track_windows
+
+# Where windowed runs keep their stored predictions, under the sessions root (never a session's own folder).
+RUNS_FOLDER = ".runs"
 
 
 @dataclass
@@ -38,6 +46,7 @@ class AppState:
     served: ServedModel
     sessions_root: Path = DEFAULT_SESSIONS_DIR
     max_total_frames: int = 64
+    max_time_steps: int = 128
     gpu_memory_bytes: int | None = None
     runs: RunCache = field(default_factory=RunCache)
     session_tracks: SessionTracks = field(default_factory=SessionTracks)
@@ -94,9 +103,16 @@ class AppState:
             progress(0.02, "checking the videos")
             plan = plan_run(videos, settings, served.config, model_weight_bytes(served.model), self.memory(), trained)
             progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-            clip = decode(plan)
-            points = (resolve_query_points(settings.query_points, settings.track_grid, clip.valid_mask_grid()[0, 0])
+            store = PredictionStore(self.run_folder(key)) if plan.windowed else None
+            clip = decode_into_store(plan, store) if plan.windowed else decode(plan)
+            points = (resolve_query_points(settings.query_points, settings.track_grid, reference_valid_mask(clip))
                       if settings.wants_tracks() else None)
+        if plan.windowed:
+            result = self.reconstruct_windowed(plan, clip, settings, key, recipe, tag, store, points, example,
+                                               progress, stages)
+            if rerun_reason is not None:
+                result.notes.append(f"Ran the model again to add tracks: {rerun_reason}.")
+            return result
         with stages.stage("inference"):
             progress(INFERENCE_PROGRESS[0],
                      f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
@@ -113,9 +129,53 @@ class AppState:
         return replace(with_tracks(result, track_arrays(result.predictions, points, tracks)),
                        seconds=dict(stages.seconds))
 
-    def forward_on_gpu(self, recipe: ModelRecipe, images: np.ndarray, mode: str, progress: Progress) -> ModelOutputs:
-        """The one GPU call of a run: its progress events move the bar, its refusal is one message."""
-        relay = model_progress(progress)
+    def run_folder(self, key: str) -> Path:
+        """A new folder for one windowed run's store (a run made again gets its own: the cached one may be read)."""
+        root = self.sessions_root / RUNS_FOLDER
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root))
+
+    def reconstruct_windowed(self, plan: RunPlan, clip, settings: ReconstructionSettings, key: str,
+                             recipe: ModelRecipe, tag: str, store: PredictionStore, points: np.ndarray | None,
+                             example: Example | None, progress: Progress, stages: StageTimes) -> Reconstruction:
+        """A run of several windows: one GPU call per window (each within ZeroGPU's per-call limit), aligned and
+        stored here; the windows' track contexts are kept when they fit the cache's budget, tracks run per window."""
+        has_track_head = getattr(self.served.model, "track_head", None) is not None
+        width, height = clip.size
+        context_bytes = plan.windows.count * estimate_track_context_bytes(
+            self.served.config, plan.windows.size, clip.grid[1], height, width)
+        keep = has_track_head and context_bytes <= self.runs.context_budget_bytes
+
+        def track(context, queries):
+            return self.track_on_gpu(recipe, context, queries)
+
+        with stages.stage("inference"):
+            progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames in "
+                                            f"{plan.windows.count} windows ({self.served.device})")
+            overall = windows_progress(progress)
+            forward = window_forward(lambda images, relay: self.forward_on_gpu(recipe, images, plan.mode.mode,
+                                                                               progress, relay))
+            windowed = run_windows(plan.windows, clip.images, camera_valid_masks(clip), forward, store, overall,
+                                   points, track if points is not None else None, keep_contexts=keep)
+            result = finish_windowed(windowed, plan, clip, settings, key, stages, store, example)
+        result = replace(result, seconds=dict(stages.seconds))
+        kept = WindowContexts(plan.windows, windowed.contexts) if keep else None
+        reason = None if has_track_head else "the served model has no track head"
+        if has_track_head and not keep:
+            reason = (f"the track features of its {plan.windows.count} windows (about {context_bytes / 1024 ** 3:.1f} "
+                      f"GiB) exceed the {self.runs.context_budget_bytes / 1024 ** 3:.1f} GiB kept for tracks; run "
+                      "again with the query points (or a track grid) to get tracks")
+        self.runs.put(result, tag, kept, reason)
+        if points is None:
+            return result
+        return replace(with_tracks(result, track_arrays(result.predictions, points, windowed.tracks)),
+                       seconds=dict(stages.seconds))
+
+    def forward_on_gpu(self, recipe: ModelRecipe, images: np.ndarray, mode: str, progress: Progress,
+                       relay=None) -> ModelOutputs:
+        """One GPU call (a run's, or a window's): its progress events move the bar (through `relay` when given),
+        its refusal is one message."""
+        relay = relay or model_progress(progress)
         outputs = None
         with self.gpu_section(), zerogpu_errors_as_messages():
             for event in self.gpu.reconstruct(recipe, images, mode):
@@ -157,5 +217,9 @@ class AppState:
             recipe, current_tag = self.served.recipe, self.served.tag
         if tag != current_tag:
             raise ReconstructionError("the served weights changed since this run; run it again to add tracks")
-        tracks = self.track_on_gpu(recipe, context, points)
+        if isinstance(context, WindowContexts):
+            tracks = track_windows(context.windows, context.contexts, result.predictions["images"], points,
+                                   lambda window_context, queries: self.track_on_gpu(recipe, window_context, queries))
+        else:
+            tracks = self.track_on_gpu(recipe, context, points)
         return with_tracks(result, track_arrays(result.predictions, points, tracks))

@@ -9,15 +9,36 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from vggt_mv.heads.track import TrackContext
 from vggt_mv.pipeline import Reconstruction
+from vggt_mv.windows.plan import TimeWindows
 
 CACHE_SIZE = 4
 # Track contexts (the aggregator layers the track head reads, on the CPU) are kept for the most recent runs only,
 # within a byte budget: vggt-1b at 8 x 4 frames of 518x294 keeps 0.82 GB (see estimate_track_context_bytes).
 TRACK_CONTEXT_RUNS = 2
 TRACK_CONTEXT_BUDGET_BYTES = 2 * 1024 ** 3
+
+
+@dataclass(frozen=True)
+class WindowContexts:
+    """A windowed run's track contexts, one per window (tracks are chained through them, vggt_mv.windows.run)."""
+
+    windows: TimeWindows
+    contexts: list[TrackContext]
+
+    @property
+    def layer_bytes(self) -> int:
+        """Bytes held by every window's kept layers."""
+        return sum(context.layer_bytes for context in self.contexts)
+
+
+def release(result: Reconstruction) -> None:
+    """A run leaves the cache: its stored predictions (a windowed run's folder) go with it."""
+    if result.store is not None:
+        result.store.delete()
 
 
 class RunCache:
@@ -48,10 +69,14 @@ class RunCache:
             no_context_reason: str | None = None) -> None:
         """Keep a finished run and (within the bounds) its track context; the oldest runs go first."""
         with self._lock:
+            replaced = self._runs.get(result.key)
+            if replaced is not None and replaced is not result:
+                release(replaced)
             self._runs[result.key] = result
             self._runs.move_to_end(result.key)
             while len(self._runs) > self.size:
-                evicted, _ = self._runs.popitem(last=False)
+                evicted, evicted_run = self._runs.popitem(last=False)
+                release(evicted_run)
                 self._contexts.pop(evicted, None)
                 self._no_context.pop(evicted, None)
             self._keep_context(result.key, model_tag, context, no_context_reason)
@@ -98,6 +123,8 @@ class RunCache:
     def clear(self) -> None:
         """Forget every run: the served model was replaced, so they no longer describe it."""
         with self._lock:
+            for result in self._runs.values():
+                release(result)
             self._runs.clear()
             self._contexts.clear()
             self._no_context.clear()

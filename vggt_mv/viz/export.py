@@ -14,6 +14,9 @@ NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
     tracks (only when points were tracked; K query points of the reference frame t=0, n=0):
     query_points [K, 2] pixels (x, y)     track [T, N, K, 2] pixels in each frame
     vis, conf [T, N, K]     track_world_points [T, N, K, 3] (tracked pixels unprojected)
+    windows (only for runs longer than one pass): window_ranges [W, 2] (first step, stop) of each window;
+    seam_residual [W-1] RMS distance between consecutive windows' points on their shared steps after the Sim(3)
+    alignment (scene units), seam_relative_residual [W-1] the same as a share of the scene's size (NaN: not aligned)
     Depth, points and cameras are float32 (float16 only when asked for: `--float16`, values clipped to +-65504).
     No value is NaN or infinite: where a prediction was, it is 0 and `<key>_finite` (bool, same shape) is False
     there; that mask is only present for arrays that had such values (track_world_points has one wherever a
@@ -23,6 +26,7 @@ NPZ keys (every array has the [T, N] prefix: T time steps, N cameras):
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,8 @@ EXPORT_POINT_BUDGET = 1_000_000
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 FLOAT16_KEYS = ("depth", "depth_conf", "world_points", "world_points_conf", "track_world_points")
 NPZ_KEYS = ("images", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "dynamic_mask",
-            "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic") + TRACK_KEYS
+            "valid_mask", "extrinsic", "intrinsic", "times", "gt_extrinsic", "gt_intrinsic") + TRACK_KEYS + (
+            "window_ranges", "seam_residual", "seam_relative_residual")
 
 
 def frustum_mesh(extrinsic: np.ndarray, intrinsic: np.ndarray, image_size_hw, depth: float, color: str) -> trimesh.Trimesh:
@@ -94,24 +99,62 @@ def as_uint8_images(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.nan_to_num(images) * 255), 0, 255).astype(np.uint8)
 
 
-def npz_arrays(predictions: dict[str, np.ndarray], float16: bool = False) -> dict[str, np.ndarray]:
-    """What the NPZ holds: uint8 images, finite floats (with a `<key>_finite` mask where a value was not)."""
-    arrays = {key: np.asarray(predictions[key]) for key in NPZ_KEYS if key in predictions}
-    arrays["images"] = as_uint8_images(arrays["images"])
-    for key in non_finite_counts(arrays):
-        finite = np.isfinite(arrays[key])
-        arrays[key] = np.where(finite, arrays[key], 0).astype(arrays[key].dtype)
-        arrays[f"{key}_finite"] = finite
-    if float16:
-        for key in FLOAT16_KEYS:
-            if key in arrays:
-                arrays[key] = np.clip(arrays[key], -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
-    return arrays
+def npz_value(key: str, values: np.ndarray, float16: bool) -> np.ndarray:
+    """One array (or one time step of it) as the NPZ stores it: uint8 images, non-finite values as 0, float16 when
+    asked for (clipped to +-65504)."""
+    values = np.asarray(values)
+    if key == "images":
+        return as_uint8_images(values)
+    if np.issubdtype(values.dtype, np.floating):
+        values = np.where(np.isfinite(values), values, 0).astype(values.dtype)
+        if float16 and key in FLOAT16_KEYS:
+            values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+    return values
+
+
+def stored_dtype(key: str, array, float16: bool) -> np.dtype:
+    """The dtype an array has in the NPZ."""
+    if key == "images":
+        return np.dtype(np.uint8)
+    if float16 and key in FLOAT16_KEYS and np.issubdtype(array.dtype, np.floating):
+        return np.dtype(np.float16)
+    return np.dtype(array.dtype)
+
+
+def step_slices(array) -> list:
+    """An array's parts, read in order: a time step at a time for the [T, ...] maps (a long run's are on disk),
+    whole for the rest."""
+    if array.ndim >= 4:
+        return [slice(step, step + 1) for step in range(array.shape[0])]
+    return [slice(None)]
+
+
+def write_member(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...], dtype: np.dtype, parts) -> None:
+    """One `.npy` member written part by part (C order), as np.savez would write the whole array."""
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_2_0(member, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                      "fortran_order": False, "shape": tuple(shape)})
+        for part in parts:
+            member.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
+
+
+def npz_keys(predictions: dict[str, np.ndarray]) -> list[str]:
+    """The prediction arrays the NPZ holds, in NPZ_KEYS order."""
+    return [key for key in NPZ_KEYS if key in predictions]
 
 
 def write_npz(path: Path, predictions: dict[str, np.ndarray], float16: bool = False) -> Path:
-    """Every prediction array (see the module docstring for keys and shapes), uncompressed (fast to write)."""
-    np.savez(path, **npz_arrays(predictions, float16))
+    """Every prediction array (see the module docstring for keys and shapes), uncompressed (fast to write), each
+    written a time step at a time, so a long run's stored maps never sit in memory whole."""
+    counts = non_finite_counts({key: predictions[key] for key in npz_keys(predictions)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key in npz_keys(predictions):
+            array = predictions[key]
+            write_member(archive, key, array.shape, stored_dtype(key, array, float16),
+                         (npz_value(key, array[part], float16) for part in step_slices(array)))
+            if key in counts:
+                write_member(archive, f"{key}_finite", array.shape, np.dtype(bool),
+                             (np.isfinite(np.asarray(array[part])) for part in step_slices(array)))
     return path
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vggt_mv.io.prediction_store import StoredArray
 from vggt_mv.viz.depth_edges import DEFAULT_EDGE_THRESHOLD, camera_depth, depth_edge_mask
 
 COLOR_MODES = ("rgb", "camera", "time", "confidence", "dynamic")
@@ -28,6 +29,8 @@ class PointFilters:
 
 
 NO_FILTERS = PointFilters(conf_percentile=0.0, depth_edges=False)
+# Stepwise selection: the confidence percentile is taken over at most this many kept points per step (seeded).
+PERCENTILE_SAMPLE_PER_STEP = 50_000
 
 
 @dataclass
@@ -114,7 +117,12 @@ def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], fil
                   point_budget: int = 200_000, seed: int = 0, split_budget: bool = False) -> PointSelection:
     """Drop padding and non-finite points, depth-edge (flying) and too-dynamic points, filter by confidence
     (percentile over what is left, then absolute), then meet the budget by confidence-weighted sampling (with
-    `split_budget`, an equal share per time step, so every step of the player is equally dense)."""
+    `split_budget`, an equal share per time step, so every step of the player is equally dense).
+
+    A long run's stored predictions (vggt_mv.io.prediction_store) are read one time step at a time
+    (select_points_by_step), so the selection never holds more than a step's pixels."""
+    if len(time_steps) > 1 and isinstance(predictions["world_points"], StoredArray):
+        return select_points_by_step(predictions, time_steps, filters, point_budget, seed, split_budget)
     points = _of_steps(predictions["world_points"], time_steps)
     confidence = _of_steps(predictions["world_points_conf"], time_steps)
     steps, cameras, height, width = confidence.shape
@@ -152,6 +160,104 @@ def select_points(predictions: dict[str, np.ndarray], time_steps: list[int], fil
                           camera_index, len(kept), pixel_index,
                           point_dynamic_scores(predictions, time_index, camera_index, pixel_index),
                           removed_as_edges, removed_as_dynamic)
+
+
+@dataclass
+class StepCandidates:
+    """One time step's points that pass the mask filters (padding, finite, depth edges, dynamic score)."""
+
+    xyz: np.ndarray
+    confidence: np.ndarray
+    pixel: np.ndarray  # flat index over [N, H, W] of each point
+    removed_as_edges: int
+    removed_as_dynamic: int
+
+
+def step_candidates(predictions: dict[str, np.ndarray], time_step: int, filters: PointFilters) -> StepCandidates:
+    """What select_points keeps of one time step before the confidence filters, read on its own."""
+    points = np.asarray(predictions["world_points"][time_step])
+    confidence = np.asarray(predictions["world_points_conf"][time_step])
+    keep = np.isfinite(confidence) & np.isfinite(points).all(axis=-1)
+    valid = np.asarray(predictions["valid_mask"][time_step]) if "valid_mask" in predictions else None
+    if valid is not None:
+        keep &= valid
+    removed_as_edges = removed_as_dynamic = 0
+    if filters.depth_edges:
+        edges = depth_edge_mask(camera_depth(points, np.asarray(predictions["extrinsic"][time_step])),
+                                filters.edge_threshold, valid)
+        removed_as_edges = int(np.count_nonzero(keep & edges))
+        keep &= ~edges
+    if filters.max_dynamic < 1.0:
+        too_dynamic = ~(pixel_dynamic_scores(predictions, [time_step])[0] <= filters.max_dynamic)
+        removed_as_dynamic = int(np.count_nonzero(keep & too_dynamic))
+        keep &= ~too_dynamic
+    pixel = np.flatnonzero(keep)
+    return StepCandidates(points.reshape(-1, 3)[pixel], confidence.reshape(-1)[pixel], pixel, removed_as_edges,
+                          removed_as_dynamic)
+
+
+def stepwise_percentile(predictions: dict[str, np.ndarray], time_steps: list[int], filters: PointFilters,
+                        rng: np.random.Generator) -> float | None:
+    """The confidence percentile over every step's candidates, from a seeded sample of each step (None: no filter)."""
+    if filters.conf_percentile <= 0:
+        return None
+    samples = []
+    for time_step in time_steps:
+        confidence = step_candidates(predictions, time_step, filters).confidence
+        if len(confidence) > PERCENTILE_SAMPLE_PER_STEP:
+            confidence = rng.choice(confidence, PERCENTILE_SAMPLE_PER_STEP, replace=False)
+        samples.append(confidence)
+    values = np.concatenate(samples) if samples else np.zeros(0, dtype=np.float32)
+    return float(np.percentile(values, filters.conf_percentile)) if len(values) else None
+
+
+def best_keys(chosen: list[tuple], point_budget: int) -> list[tuple]:
+    """Of per-step candidates (step, xyz, confidence, pixel, key), the `point_budget` with the largest keys."""
+    all_keys = np.concatenate([keys for *_, keys in chosen]) if chosen else np.zeros(0)
+    if len(all_keys) <= point_budget:
+        return chosen
+    cut = np.partition(all_keys, len(all_keys) - point_budget)[len(all_keys) - point_budget]
+    return [(step, xyz[keys >= cut], conf[keys >= cut], pixel[keys >= cut], keys[keys >= cut])
+            for step, xyz, conf, pixel, keys in chosen]
+
+
+def select_points_by_step(predictions: dict[str, np.ndarray], time_steps: list[int], filters: PointFilters,
+                          point_budget: int, seed: int, split_budget: bool) -> PointSelection:
+    """select_points one time step at a time: an equal quota per step with `split_budget`, else the weighted
+    sample's keys (log u / weight, the largest win) merged across steps, so the result is the same kind of sample."""
+    rng = np.random.default_rng(seed)
+    percentile = stepwise_percentile(predictions, time_steps, filters, rng)
+    height, width = predictions["images"].shape[-2:]
+    quota = max(1, point_budget // max(len(time_steps), 1)) if split_budget else point_budget
+    chosen, kept_total, edges, dynamic = [], 0, 0, 0
+    for time_step in time_steps:
+        step = step_candidates(predictions, time_step, filters)
+        edges, dynamic = edges + step.removed_as_edges, dynamic + step.removed_as_dynamic
+        passes = np.ones(len(step.confidence), dtype=bool)
+        if percentile is not None:
+            passes &= step.confidence >= percentile
+        if filters.conf_threshold > 0:
+            passes &= step.confidence >= filters.conf_threshold
+        kept_total += int(passes.sum())
+        confidence = step.confidence[passes]
+        keys = np.log(rng.random(len(confidence))) / np.maximum(confidence, 1e-12)
+        best = np.argpartition(keys, -quota)[-quota:] if len(keys) > quota else np.arange(len(keys))
+        chosen.append((time_step, step.xyz[passes][best], confidence[best], step.pixel[passes][best], keys[best]))
+        if not split_budget and sum(len(keys) for *_, keys in chosen) > 2 * point_budget:
+            chosen = best_keys(chosen, point_budget)  # what is held stays within twice the budget
+    if not split_budget:
+        chosen = best_keys(chosen, point_budget)
+    time_index = np.concatenate([np.full(len(pixel), t, dtype=np.int64) for t, _, _, pixel, _ in chosen])
+    flat_pixel = np.concatenate([pixel for *_, pixel, _ in chosen]).astype(np.int64)
+    camera_index, pixel_index = np.divmod(flat_pixel, height * width)
+    rows, cols = np.divmod(pixel_index, width)
+    rgb = np.concatenate([np.asarray(predictions["images"][t])[camera_index[time_index == t], :,
+                                                               rows[time_index == t], cols[time_index == t]]
+                          for t, *_ in chosen]) if chosen else np.zeros((0, 3), dtype=np.float32)
+    return PointSelection(np.concatenate([xyz for _, xyz, *_ in chosen]).astype(np.float32), rgb.astype(np.float32),
+                          np.concatenate([conf for _, _, conf, *_ in chosen]), time_index, camera_index, kept_total,
+                          pixel_index, point_dynamic_scores(predictions, time_index, camera_index, pixel_index),
+                          edges, dynamic)
 
 
 def hex_colors(rgb: np.ndarray) -> list[str]:

@@ -88,11 +88,15 @@ def _line_trace(xyz: np.ndarray, name: str, color: str, group: str, dash: str = 
 
 def highest_confidence(predictions: dict[str, np.ndarray], time_steps: list[int]) -> float | None:
     """The largest point confidence among valid, finite points of the shown time steps (None when there are none)."""
-    confidence = predictions["world_points_conf"][time_steps]
-    keep = np.isfinite(confidence) & np.isfinite(predictions["world_points"][time_steps]).all(axis=-1)
-    if "valid_mask" in predictions:
-        keep &= predictions["valid_mask"][time_steps]
-    return float(confidence[keep].max()) if keep.any() else None
+    highest = None
+    for time_step in time_steps:  # one step at a time: a long run's maps are on disk
+        confidence = np.asarray(predictions["world_points_conf"][time_step])
+        keep = np.isfinite(confidence) & np.isfinite(predictions["world_points"][time_step]).all(axis=-1)
+        if "valid_mask" in predictions:
+            keep &= predictions["valid_mask"][time_step]
+        if keep.any():
+            highest = max(float(confidence[keep].max()), highest if highest is not None else -np.inf)
+    return highest
 
 
 def empty_scene_message(options: SceneOptions, highest: float | None) -> str:
@@ -212,16 +216,13 @@ def static_traces(predictions: dict[str, np.ndarray], options: SceneOptions) -> 
     return traces
 
 
-def fixed_axis_ranges(figure: go.Figure, padding: float = 0.02) -> dict:
-    """layout.scene axis ranges spanning every trace of every step, so the box (and the view) does not jump when
-    the player shows another step (autorange would refit to the visible traces each frame)."""
-    columns = {axis: [np.asarray(trace[axis], dtype=np.float64) for trace in figure.data if trace[axis] is not None]
+def fixed_axis_ranges(traces: list, padding: float = 0.02) -> dict:
+    """layout.scene axis ranges spanning every trace of every step (the figure's and each frame's, given before
+    they join the figure: read back through its frames, each is looked up among all of them, which grew with the
+    square of the steps), so the box (and the view) does not jump when the player shows another step (autorange
+    would refit to the visible traces each frame)."""
+    columns = {axis: [np.asarray(trace[axis], dtype=np.float64) for trace in traces if trace[axis] is not None]
                for axis in "xyz"}
-    for frame in figure.frames:
-        for update in frame.data:
-            for axis in "xyz":
-                if update[axis] is not None:
-                    columns[axis].append(np.asarray(update[axis], dtype=np.float64))
     ranges = {}
     for axis, arrays in columns.items():
         values = np.concatenate(arrays) if arrays else np.zeros(0)
@@ -250,10 +251,11 @@ def build_scene(predictions: dict[str, np.ndarray], options: SceneOptions | None
     fixed = static_traces(predictions, options)
     figure = go.Figure(data=fixed + [trace for layer in layers for trace in layer.initial])
     moving = list(range(len(fixed), len(figure.data)))
-    figure.frames = [go.Frame(name=frame_name(step), traces=moving,
-                              data=[update for layer in layers for update in layer.at_step(step)])
-                     for step in all_steps]
-    figure.update_layout(scene=fixed_axis_ranges(figure))
+    updates = [[update for layer in layers for update in layer.at_step(step)] for step in all_steps]
+    ranges = fixed_axis_ranges(list(figure.data) + [update for step in updates for update in step])
+    figure.frames = [go.Frame(name=frame_name(step), traces=moving, data=data)
+                     for step, data in zip(all_steps, updates)]
+    figure.update_layout(scene=ranges)
     figure.update_layout(
         scene={"aspectmode": "data", "xaxis": {"title": "x"}, "yaxis": {"title": "z (forward)"},
                "zaxis": {"title": "-y (up)"},

@@ -1,0 +1,1 @@
+"""Long captures as overlapping time windows, aligned into one world frame."""
