@@ -34,16 +34,18 @@ def user_error(error: Exception) -> gr.Error:
 def build_demo(settings: ServeSettings) -> gr.Blocks:
     """The two tabs around one shared model; what the app keeps lives in one AppState."""
     state = AppState(load_served_model(settings), settings.sessions_dir, settings.max_total_frames,
-                     settings.gpu_memory_bytes)
+                     settings.max_time_steps, settings.gpu_memory_bytes)
     served = state.served
 
     def reconstruct(videos: list[str] | None = None, example: str | None = None, frames_per_camera: int = 8,
                     window_start: float = 0.0, window_end: float = 1.0, offsets: str = "", mode: str = "auto",
                     color_by: str = "rgb", conf_percentile: float = 25.0, point_budget: int = 200_000,
                     player_mode: str = "step", depth_edges: bool = True, max_dynamic: float = 1.0,
-                    query_points: list | None = None, request: gr.Request = None, progress=gr.Progress()):
+                    query_points: list | None = None, resize: str = "fit", request: gr.Request = None,
+                    progress=gr.Progress()):
         """Reconstruct the uploaded videos (one per camera) or a bundled example; with query_points [[x, y], ...]
-        (pixels of camera 0's first processed frame) also track them through every frame."""
+        (pixels of camera 0's first processed frame) also track them through every frame. resize: fit (every pixel,
+        longer side 518) or crop (VGGT's crop mode)."""
         display = reconstruct_tab.DisplayChoices(color_by=color_by, conf_percentile=conf_percentile,
                                                  point_budget=point_budget, player_mode=player_mode,
                                                  depth_edges=depth_edges, max_dynamic=max_dynamic)
@@ -51,13 +53,14 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
         try:
             frames_per_camera = reconstruct_tab.check_request(frames_per_camera, window_start, window_end, mode,
                                                               color_by, conf_percentile, point_budget,
-                                                              settings.max_total_frames)
+                                                              settings.max_time_steps, resize)
             display.scene_options()  # refuses a bad display field before the session's earlier run is removed
             reconstruct_tab.checked_query_points(query_points)  # and bad query points
             reconstruct_tab.forget_earlier_runs(state, session)
             yield from reconstruct_tab.run_progressively(
                 state, videos, example, frames_per_camera, window_start, window_end, offsets, mode, display, session,
-                progress=lambda fraction, message: progress(fraction, desc=message), query_points=query_points)
+                progress=lambda fraction, message: progress(fraction, desc=message), query_points=query_points,
+                resize=resize)
         except reconstruct_tab.UserFacingError as error:
             raise user_error(error) from None
         finally:
@@ -152,10 +155,13 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
                                                 height="auto", object_fit="contain", visible=False,
                                                 elem_id="upload-preview", elem_classes=["captioned-gallery"])
                     with gr.Row():
-                        frames = gr.Slider(1, 32, value=8, step=1, label="Frames per camera (T)", min_width=140,
-                                           elem_id="frames")
+                        frames = gr.Slider(1, settings.max_time_steps, value=8, step=1,
+                                           label="Frames per camera (T)", min_width=140, elem_id="frames")
                         mode = gr.Radio(["auto", "multi", "global"], value="auto", label="Attention mode",
                                         min_width=140)
+                    resize = gr.Radio([("Fit: every pixel, longer side 518", "fit"),
+                                       ("Crop: VGGT's crop mode, width 518", "crop")], value="fit",
+                                      label="Frame sizing", elem_id="resize")
                     with gr.Row():
                         window_start = gr.Slider(0, 0.95, value=0, step=0.05, label="Window start", min_width=140)
                         window_end = gr.Slider(0.05, 1, value=1, step=0.05, label="Window end", min_width=140)
@@ -212,15 +218,15 @@ def build_demo(settings: ServeSettings) -> gr.Blocks:
             points = gr.State([])
             # One listener for the three inputs, run one at a time and always on the latest values: separate
             # listeners ran side by side, and an older plan (the example chosen, T still 8) could land last.
-            plan_inputs = [videos, example, frames]
+            plan_inputs = [videos, example, frames, resize]
             gr.on([component.change for component in plan_inputs],
-                  lambda v, e, f: reconstruct_tab.describe_plan(state, v, e, f), plan_inputs, plan,
+                  lambda v, e, f, r: reconstruct_tab.describe_plan(state, v, e, f, r), plan_inputs, plan,
                   trigger_mode="always_last", concurrency_limit=1, api_visibility="private")
             videos.change(reconstruct_tab.upload_preview_update, videos, upload_preview,
                           api_visibility="private")
             run = run_button.click(reconstruct, [videos, example, frames, window_start, window_end, offsets, mode,
                                                  color_by, conf_percentile, point_budget, player_mode, depth_edges,
-                                                 max_dynamic, query_points],
+                                                 max_dynamic, query_points, resize],
                                    [scene, strip, download_files, status, key], api_name="reconstruct")
             run.success(lambda run_key: reconstruct_tab.display_control_updates(state, run_key), key,
                         [strip_step, show_ground_truth], api_visibility="private")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 EXIT_BELOW_THRESHOLD = 1
 EXIT_USER_ERROR = 2
+# Inside the staging folder: a windowed run's stored predictions, removed before the folder is published.
+STORE_FOLDER = ".predictions"
 
 
 def add_inspect_parser(subparsers) -> None:
@@ -192,6 +194,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def add_reconstruct_parser(subparsers) -> None:
     """Flags of `reconstruct`."""
+    from vggt_mv.pipeline import MAX_TIME_STEPS
     from vggt_mv.serving.settings import DEFAULT_CHECKPOINT
 
     from vggt_mv.exports.formats import DEFAULT_CLI_FORMATS, FORMATS
@@ -200,16 +203,25 @@ def add_reconstruct_parser(subparsers) -> None:
                                                        "COLMAP per time step, Rerun recording, scene.html")
     parser.add_argument("videos", nargs="+", type=Path, help="one synchronized video per camera (1..8)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--frames", type=int, default=8, help="time steps sampled per camera")
-    parser.add_argument("--window", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
+    parser.add_argument("--frames", type=int, default=8,
+                        help=f"time steps sampled per camera (at most {MAX_TIME_STEPS}); capped at the distinct "
+                             "frames the slowest camera shows")
+    parser.add_argument("--span", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
                         help="part of the common time range to use, as fractions")
+    parser.add_argument("--window", nargs="+", default=None, metavar="N",
+                        help="time steps per window: a run longer than one pass (--max-total-frames, memory) is split "
+                             "into overlapping windows aligned by Sim(3); default: as many as one pass holds")
+    parser.add_argument("--resize", default="fit", choices=["fit", "crop"],
+                        help="fit (default): longer side 518, every pixel kept; crop: VGGT's crop mode (width 518, "
+                             "centre-cropped to 518 rows)")
     parser.add_argument("--offsets", type=float, nargs="+", default=None, help="per-camera clock offsets (s)")
     parser.add_argument("--mode", default="auto", choices=["auto", "multi", "global", "single"])
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="weights ('none' for random weights)")
     parser.add_argument("--pi3", default=None)
     parser.add_argument("--preset", default="vggt-1b", choices=["vggt-1b", "tiny"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-total-frames", type=int, default=64)
+    parser.add_argument("--max-total-frames", type=int, default=64,
+                        help="most frames (time steps x cameras) in one pass; longer runs go in windows")
     parser.add_argument("--query-points", default=None, metavar="X,Y;X,Y",
                         help="points to track, in pixels of camera 0's first processed frame (518 wide)")
     parser.add_argument("--track-grid", type=int, default=0, metavar="K",
@@ -276,10 +288,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         formats, format_notes = parse_formats(args.formats)
     except ValueError as error:
         formats, format_notes, problem = [], [], problem or str(error)
-    settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.window),
+    try:
+        window_steps = parse_window(args.window)
+    except ValueError as error:
+        window_steps, problem = 0, problem or str(error)
+    settings = ReconstructionSettings(frames_per_camera=args.frames, window=tuple(args.span),
                                       offsets=tuple(args.offsets or ()), mode=args.mode,
                                       max_total_frames=args.max_total_frames, query_points=query_points,
-                                      track_grid=args.track_grid)
+                                      track_grid=args.track_grid, resize=args.resize, window_steps=window_steps)
     if problem is None:
         try:
             check_request(args.videos, settings)
@@ -302,7 +318,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     stages = StageTimes()
     try:
         result = reconstruct(served.model, args.videos, settings, memory_budget(served.device.type), served.trained,
-                             progress=bar, stages=stages)
+                             progress=bar, stages=stages, store_folder=staging / STORE_FOLDER)
         bar(SCENE_PROGRESS, "building the scene")
         with stages.stage("scene"):
             figure = build_scene(result.predictions, SceneOptions())
@@ -312,6 +328,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             options = ExportOptions(float16=args.float16, bundle_adjust=args.ba)
             written = [build_format(name, result.predictions, staging, options) for name in formats]
         bar.close()
+        if result.store is not None:
+            result.store.delete()
         publish_folder(staging, args.out)
     except (VideoError, ReconstructionError, OSError) as error:
         bar.close()
@@ -325,12 +343,40 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if "track" in result.predictions:
         steps, cameras, count = result.predictions["track"].shape[:3]
         print(f"tracks: {count} points through {steps} x {cameras} frames", file=sys.stderr)
+    print(f"frames: {describe_frames(result)}", file=sys.stderr)
     print(f"stages: {stages.describe()}", file=sys.stderr)
     for item in written:
         paths = [args.out / path.relative_to(staging) for path in item.paths]
         print(f"{item.name}: {', '.join(map(str, paths))}")
     print(f"html: {args.out / 'scene.html'}")
     return 0
+
+
+def parse_window(values: list[str] | None) -> int:
+    """`--window N` -> N time steps per window (0 when not given); the old `--window START END` is named."""
+    if not values:
+        return 0
+    if len(values) == 2:
+        raise ValueError("--window N takes the time steps per window; the part of the time range is now "
+                         "--span START END")
+    try:
+        steps = float(values[0])
+    except ValueError:
+        steps = float("nan")
+    if len(values) != 1 or not steps == steps or steps != int(steps) or not 2 <= steps <= 100_000:
+        raise ValueError(f"--window must be a whole number of time steps, at least 2, got {' '.join(values)[:40]}")
+    return int(steps)
+
+
+def describe_frames(result) -> str:
+    """'128 time steps x 2 cameras at 518x294 (fit), 6 windows': what reached the model."""
+    from vggt_mv.pipeline import counted
+
+    steps, cameras = result.predictions["images"].shape[:2]
+    height, width = result.predictions["images"].shape[-2:]
+    windows = f", {result.windows.count} windows" if result.windows is not None and result.windows.count > 1 else ""
+    return (f"{counted(steps, 'time step')} x {counted(cameras, 'camera')} at {width}x{height} "
+            f"({result.settings.resize}){windows}")
 
 
 def reconstruct_argument_problem(args: argparse.Namespace) -> str | None:

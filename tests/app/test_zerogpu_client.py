@@ -141,3 +141,25 @@ def test_a_load_in_the_weights_tab_changes_what_the_forked_worker_computes_next(
                                     ReconstructionSettings(frames_per_camera=2, mode="multi"))
     np.testing.assert_allclose(fresh["depth"], expected.predictions["depth"], rtol=1e-4, atol=1e-5)
     assert app.cuda_violations() == []
+
+
+@pytest.fixture(scope="module")
+def windowed_space():
+    """The Space with room for 2 time steps of the example's 3 cameras per pass (so longer runs go in windows)."""
+    with zerogpu_app("--max-total-frames", "6", timeout=120.0) as app:
+        yield app, Client(app.url, verbose=False)
+
+
+def test_a_long_run_is_one_gpu_call_per_window_and_tracks_follow_through_every_window(windowed_space):
+    app, client = windowed_space
+    mark = app.scheduler.request_count()
+    *_, status = client.predict(videos=example_videos(), frames_per_camera=4, mode="multi", point_budget=10_000,
+                                query_points=[[100, 100]], api_name="/reconstruct")
+    assert "4 time steps x 3 cameras" in status and "3 windows of 2 time steps" in status
+    assert "Tracks run per window" in status
+    assert len(app.scheduler.requests("/schedule", since=mark)) == 3 + 3  # a forward and a track call per window
+    downloads, _ = client.predict(name="npz", api_name="/download")
+    with np.load(next(path for path in downloads if path.endswith("predictions.npz"))) as npz:
+        assert npz["depth"].shape[:2] == (4, 3) and npz["track"].shape == (4, 3, 1, 2)
+        assert npz["window_ranges"].tolist() == [[0, 2], [1, 3], [2, 4]]
+    assert app.cuda_violations() == []

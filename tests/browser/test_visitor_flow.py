@@ -1,7 +1,7 @@
 """A visitor's whole session in real Chromium, on a plain server and under the ZeroGPU harness (the real `spaces`
 package: every GPU call in a forked worker, pickled both ways, the main process guarded against CUDA): upload two
-videos, see the plan, run, recolour, change the player mode and the confidence filter, click a track point, track a
-grid, clear the tracks, build a download, then open the Weights tab and dry-run."""
+videos, see the plan (and switch the frame sizing), run, recolour, change the player mode and the confidence
+filter, click a track point, track a grid, clear the tracks, build a download, then open the Weights tab and dry-run."""
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -49,6 +49,11 @@ def test_a_visitor_uploads_runs_redraws_tracks_and_inspects_the_weights(browser,
     plan.wait_for(timeout=60_000)
     assert "camera 1 (right.mp4): 160x90 -> 518x294" in plan.inner_text()
     assert "auto chose global for 2 cameras" in plan.inner_text()
+    assert "fit: every pixel kept, longer side 518" in plan.inner_text()
+    page.get_by_label("Crop: VGGT's crop mode, width 518").check()  # the sizing radio re-plans
+    page.locator("#plan", has_text="crop: width 518").wait_for(timeout=60_000)
+    page.get_by_label("Fit: every pixel, longer side 518").check()
+    page.locator("#plan", has_text="fit: every pixel kept").wait_for(timeout=60_000)
 
     page.get_by_role("button", name="Reconstruct", exact=True).click()
     page.wait_for_function(f"() => {{ const gd = document.querySelector({PLOT!r}); return gd && gd._transitionData"

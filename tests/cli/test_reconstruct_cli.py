@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vggt_mv.io.examples import list_examples
 
@@ -145,3 +146,44 @@ def test_an_unknown_format_is_one_line_before_any_model_loads(tmp_path, capsys):
     assert code == 2 and stderr.strip().splitlines() == [
         "error: --formats: unknown format '../../etc/passwd'; choose from glb, npz, cameras, ply, colmap, rerun, zip"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_long_run_goes_in_windows_and_leaves_no_store_behind(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, *list_examples()[0].video_paths[:2], "--frames", "8", "--window", "4",
+                                   "--out", out, "--formats", "npz,cameras")
+    assert code == 0, stderr
+    assert "frames: 8 time steps x 2 cameras at 518x294 (fit), 3 windows" in stderr
+    assert "note: Windows: 3 windows of 4 time steps, overlapping by 1 (steps 0-3, 3-6, 4-7)" in stderr
+    assert stderr.count("note: Seam ") == 2
+    assert sorted(p.name for p in out.iterdir()) == ["cameras.json", "predictions.npz", "scene.html"]
+    with np.load(out / "predictions.npz") as npz:
+        assert npz["depth"].shape[:2] == (8, 2) and npz["window_ranges"].tolist() == [[0, 4], [3, 7], [4, 8]]
+    assert not any(path.name.startswith(".") for path in tmp_path.rglob("*"))  # the store is gone
+
+
+def test_crop_mode_is_still_there(tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--frames", "1", "--resize", "crop",
+                              "--out", tmp_path / "o", "--formats", "cameras")
+    assert code == 0, stderr
+    assert "(crop)" in stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--frames", "-3"], "error: --frames must be at least 1, got -3"),
+    (["--window", "0.1", "0.9"], "error: --window N takes the time steps per window; the part of the time range is "
+                                 "now --span START END"),
+    (["--window", "1"], "error: --window must be a whole number of time steps, at least 2, got 1"),
+    (["--window", "nan"], "error: --window must be a whole number of time steps, at least 2, got nan"),
+])
+def test_hostile_frames_and_windows_get_one_line(tmp_path, capsys, flags, message):
+    code, _, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--out", tmp_path / "o", *flags)
+    assert code == 2 and stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "o").exists()
+
+
+def test_millions_of_frames_are_capped_at_what_the_video_shows(tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, list_examples()[0].video_paths[0], "--frames", "3000000", "--out",
+                              tmp_path / "o", "--formats", "cameras", "--max-total-frames", "30")
+    assert code == 0, stderr
+    assert "T capped at 30 (asked for 3000000)" in stderr and "frames: 30 time steps x 1 camera at" in stderr

@@ -59,7 +59,8 @@ def test_the_plan_is_shown_before_running_and_explains_refusals(state):
     plan = reconstruct_tab.describe_plan(state, None, example, 8)
     assert "8 time steps x 3 cameras at 518x294" in plan and "tokens" in plan and "GiB" in plan
     assert "- Attention: auto chose global for 3 cameras" in plan
-    assert "over the limit" in reconstruct_tab.describe_plan(state, None, example, 30)
+    long = reconstruct_tab.describe_plan(state, None, example, 30)
+    assert "30 time steps x 3 cameras in 2 windows" in long and "- Windows: 2 windows of 21 time steps" in long
     assert "upload one video" in reconstruct_tab.describe_plan(state, None, None, 8)
 
 
@@ -137,7 +138,7 @@ def test_offset_messages_quote_long_text_briefly():
 
 
 GOOD_FIELDS = dict(frames_per_camera=2, window_start=0.0, window_end=1.0, mode="auto", color_by="rgb",
-                   conf_percentile=25.0, point_budget=200_000, max_total_frames=64)
+                   conf_percentile=25.0, point_budget=200_000, max_time_steps=64)
 
 
 @pytest.mark.parametrize("field, value, phrase", [
@@ -156,6 +157,8 @@ GOOD_FIELDS = dict(frames_per_camera=2, window_start=0.0, window_end=1.0, mode="
     ("conf_percentile", 500, "confidence percentile"),
     ("point_budget", -5, "point budget must be a whole number"),
     ("point_budget", 10 ** 12, "point budget"),
+    ("resize", "stretch", "frame sizing must be one of fit, crop"),
+    ("resize", None, "frame sizing"),
 ])
 def test_every_request_field_out_of_range_gets_one_message(field, value, phrase):
     fields = {**GOOD_FIELDS, field: value}

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from vggt_mv.io.examples import find_example, list_examples
+from vggt_mv.io.layout import DEFAULT_RESIZE, RESIZE_MODES
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
 from vggt_mv.pipeline import (SCENE_PROGRESS, Reconstruction, ReconstructionError, ReconstructionSettings,
@@ -115,9 +116,11 @@ def whole_number(value, name: str, low: int, high: int) -> int:
 
 
 def check_request(frames_per_camera, window_start, window_end, mode, color_by, conf_percentile, point_budget,
-                  max_total_frames: int) -> int:
+                  max_time_steps: int, resize: str = DEFAULT_RESIZE) -> int:
     """Refuse any field an API client can set out of range, before a video is opened; returns T."""
-    frames = whole_number(frames_per_camera, "frames per camera", 1, max(1, max_total_frames))
+    frames = whole_number(frames_per_camera, "frames per camera", 1, max(1, max_time_steps))
+    if resize not in RESIZE_MODES:
+        raise UserFacingError(f"frame sizing must be one of {', '.join(RESIZE_MODES)}, got {_shortened(resize)}")
     whole_number(point_budget, "point budget", 1, MAX_POINT_BUDGET)
     number_in_range(conf_percentile, "confidence percentile", 0.0, 100.0)
     start = number_in_range(window_start, "window start", 0.0, 1.0)
@@ -219,14 +222,15 @@ def uploads_win_note(example_name: str) -> str:
     return f"uploads are used; the example '{_shortened(example_name)}' is ignored"
 
 
-def describe_plan(state: AppState, files, example_name, frames_per_camera) -> str:
+def describe_plan(state: AppState, files, example_name, frames_per_camera, resize: str = DEFAULT_RESIZE) -> str:
     """Effective T (and why), the attention mode (and why), each camera's source -> processed size, tokens and
     memory; or why it cannot run. Runs in the main process and never touches CUDA."""
     served = state.served
     try:
         videos, _ = resolve_videos(files, example_name)
-        settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
-                                          max_total_frames=state.max_total_frames)
+        settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera), resize=resize,
+                                          max_total_frames=state.max_total_frames,
+                                          max_time_steps=state.max_time_steps)
         plan = plan_run(videos, settings, served.config, model_weight_bytes(served.model), state.memory(),
                         served.trained)
     except (UserFacingError, VideoError, ReconstructionError) as error:
@@ -259,10 +263,11 @@ def upload_previews(files) -> list[tuple[np.ndarray, str]]:
 
 
 def run(state: AppState, files, example_name, frames_per_camera, window_start, window_end, offsets_text, mode,
-        display: DisplayChoices, session_hash: str | None, progress=None, query_points=None):
+        display: DisplayChoices, session_hash: str | None, progress=None, query_points=None,
+        resize: str = DEFAULT_RESIZE):
     """Reconstruct and prepare everything the tab shows: figure, strip, downloads (none yet), status, cache key."""
     *_, last = run_progressively(state, files, example_name, frames_per_camera, window_start, window_end,
-                                 offsets_text, mode, display, session_hash, progress, query_points)
+                                 offsets_text, mode, display, session_hash, progress, query_points, resize)
     return last
 
 
@@ -280,7 +285,7 @@ def checked_query_points(query_points) -> list:
 
 def run_progressively(state: AppState, files, example_name, frames_per_camera, window_start, window_end,
                       offsets_text, mode, display: DisplayChoices, session_hash: str | None, progress=None,
-                      query_points=None):
+                      query_points=None, resize: str = DEFAULT_RESIZE):
     """Like `run`, as a generator (Gradio streams it): the scene, with no downloads yet: each format is built when
     the visitor asks for it (vggt_mv.serving.downloads), so nothing is written on the way to the scene.
 
@@ -294,7 +299,8 @@ def run_progressively(state: AppState, files, example_name, frames_per_camera, w
     settings = ReconstructionSettings(frames_per_camera=int(frames_per_camera),
                                       window=(float(window_start), float(window_end)),
                                       offsets=parse_offsets(offsets_text, len(videos)), mode=mode,
-                                      max_total_frames=state.max_total_frames, query_points=tuple(points))
+                                      max_total_frames=state.max_total_frames, max_time_steps=state.max_time_steps,
+                                      resize=resize, query_points=tuple(points))
     progress = progress or (lambda fraction, message: None)
     stages = StageTimes()
     ignored = ignored_example(files, example_name)

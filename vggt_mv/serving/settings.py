@@ -28,6 +28,9 @@ class ServeSettings:
     allow_weight_loading: bool = False
     mostly_random_share: float = 0.5
     max_total_frames: int = 64
+    # Time steps per camera a visitor may ask for; runs longer than one pass (max_total_frames) go in windows, one
+    # GPU call each.
+    max_time_steps: int = 128
     queue_size: int = 16
     sessions_dir: Path = DEFAULT_SESSIONS_DIR
     cache_max_age: int = 3600
@@ -71,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                         default=float(_flag_default("mostly_random_share", defaults.mostly_random_share)),
                         help="warn on the Reconstruct tab when more than this share of parameters is random")
     parser.add_argument("--max-total-frames", type=int,
-                        default=int(_flag_default("max_total_frames", defaults.max_total_frames)))
+                        default=int(_flag_default("max_total_frames", defaults.max_total_frames)),
+                        help="most frames (time steps x cameras) in one pass (one GPU call); longer runs go in windows")
+    parser.add_argument("--max-time-steps", type=int,
+                        default=int(_flag_default("max_time_steps", defaults.max_time_steps)),
+                        help="most time steps per camera a visitor may ask for")
     parser.add_argument("--queue-size", type=int, default=int(_flag_default("queue_size", defaults.queue_size)))
     parser.add_argument("--sessions-dir", default=_flag_default("sessions_dir", defaults.sessions_dir),
                         help="folder for per-session downloads (only its own session folders are ever removed)")
@@ -96,7 +103,7 @@ def parse_settings(argv: list[str] | None = None) -> ServeSettings:
         preset=args.preset, device=args.device, host=args.host, port=args.port,
         weights_dir=Path(args.weights_dir).resolve() if args.weights_dir else None,
         allow_weight_loading=args.allow_weight_loading, mostly_random_share=args.mostly_random_share,
-        max_total_frames=args.max_total_frames, queue_size=args.queue_size,
+        max_total_frames=args.max_total_frames, max_time_steps=args.max_time_steps, queue_size=args.queue_size,
         sessions_dir=Path(args.sessions_dir).resolve(), cache_max_age=args.cache_max_age,
         gpu_memory_bytes=int(float(args.gpu_memory) * 1024 ** 3) if args.gpu_memory else None,
     )
