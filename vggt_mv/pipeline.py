@@ -27,7 +27,7 @@ from vggt_mv.config import VGGTMVConfig
 from vggt_mv.heads.track import TrackContext
 from vggt_mv.inference import predict_tracks, predict_with_track_context
 from vggt_mv.io.examples import Example, load_ground_truth
-from vggt_mv.io.layout import DEFAULT_RESIZE, RESIZE_MODES
+from vggt_mv.io.layout import DEFAULT_RESIZE, RESIZE_MODES, plan_layouts
 from vggt_mv.io.prediction_store import PredictionStore
 from vggt_mv.io.video import ClipPlan, MultiViewClip, decode_clip, plan_multiview
 from vggt_mv.tracking import (MAX_QUERY_POINTS, QueryPointError, check_query_points, grid_query_points,
@@ -44,8 +44,9 @@ BLOCK_ACTIVATION_FACTOR = 12
 HEAD_ACTIVATION_FACTOR = 10
 HEAD_CHUNK_FRAMES = 8
 MAX_CAMERAS = 8
-# Time steps per camera a run may have at most (the CLI's cap; a server sets its own): longer runs go in windows.
-MAX_TIME_STEPS = 512
+# Time steps per camera a run may have at most (the CLI's cap; a server sets its own): a 1-minute capture at 10
+# steps a second fits. Longer runs than one pass go in windows.
+MAX_TIME_STEPS = 1024
 # Settings that only add tracks to a run: they never enter its cache key, so asking for tracks never re-runs it.
 TRACK_SETTINGS = ("query_points", "track_grid")
 # Where each stage sits on the 0..1 progress bar.
@@ -142,6 +143,20 @@ class StageTimes:
         return f"{parts} (total {self.total:.2f} s)"
 
 
+def sizing_choices(clip: ClipPlan, config: VGGTMVConfig) -> str:
+    """'Sizing: fit (chosen) 518x294, 783 tokens per frame, nothing cut; crop 518x294, ...': what each choice would
+    feed the model, so the visitor sees what fit costs against crop."""
+    parts = []
+    for resize in RESIZE_MODES:
+        layouts = plan_layouts([info.display_size for info in clip.infos], resize=resize)
+        width, height = layouts[0].canvas
+        cut = sum(layout.scaled[1] - layout.kept_height for layout in layouts)
+        chosen = " (chosen)" if resize == clip.resize else ""
+        parts.append(f"{resize}{chosen} {width}x{height}, {tokens_per_frame(config, height, width):,} tokens per "
+                     f"frame, " + (f"{cut} rows cut" if cut else "nothing cut"))
+    return "Sizing: " + "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What a run will do, known before anything is decoded: the clip plan, the attention mode and the size."""
@@ -150,6 +165,7 @@ class RunPlan:
     estimate: RunEstimate
     mode: ModeChoice
     windows: TimeWindows | None = None
+    sizing: str = ""
 
     @property
     def windowed(self) -> bool:
@@ -166,6 +182,8 @@ class RunPlan:
             lines.append(f"- Windows: {self.windows.describe()}")
         lines += [f"- {line}" for line in self.clip.camera_lines()]
         lines += [f"- {note}" for note in self.clip.notes]
+        if self.sizing:
+            lines.append(f"- {self.sizing}")
         return "\n".join(lines)
 
 
@@ -279,7 +297,7 @@ def plan_run(videos: list[Path], settings: ReconstructionSettings, config: VGGTM
         windows = plan_windows(clip.steps, size)
     except ValueError as error:
         raise ReconstructionError(str(error)) from None
-    return RunPlan(clip, pass_estimate, mode, windows)
+    return RunPlan(clip, pass_estimate, mode, windows, sizing_choices(clip, config))
 
 
 def window_size(steps: int, cameras: int, settings: ReconstructionSettings, fits: Callable[[int], bool]) -> int:
@@ -557,13 +575,17 @@ def reconstruct(model: torch.nn.Module, videos: list[str | Path], settings: Reco
         progress(0.02, "checking the videos")
         plan = plan_run(videos, settings, model.config, model_weight_bytes(model), memory, trained)
         progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-        if plan.windowed:
-            store = PredictionStore(store_folder or Path(tempfile.mkdtemp(prefix="vggt-mv-run-")))
-            clip = decode_into_store(plan, store)
-        else:
+        if not plan.windowed:
             clip = decode(plan)
     if plan.windowed:
-        return reconstruct_windowed(model, plan, clip, settings, store, example, progress, stages)
+        store = PredictionStore(store_folder or Path(tempfile.mkdtemp(prefix="vggt-mv-run-")))
+        try:
+            with stages.stage("decode"):
+                clip = decode_into_store(plan, store)
+            return reconstruct_windowed(model, plan, clip, settings, store, example, progress, stages)
+        except BaseException:
+            store.delete()  # a run that failed leaves no folder behind
+            raise
     with stages.stage("inference"):
         progress(INFERENCE_PROGRESS[0], f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames")
         outputs = infer(model, clip.images, plan.mode.mode, model_progress(progress))

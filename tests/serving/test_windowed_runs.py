@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.support.videos import write_video
 from vggt_mv.io.prediction_store import StoredArray
-from vggt_mv.pipeline import ReconstructionSettings
+from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings
+from vggt_mv.serving.gpu import GpuFailure
 from vggt_mv.serving import reconstruct_tab
 from vggt_mv.serving.app_state import RUNS_FOLDER, AppState
 from vggt_mv.serving.reconstruct_tab import DisplayChoices
@@ -73,5 +75,38 @@ def test_the_plan_says_how_many_windows_and_the_sizing(served, tmp_path):
         assert "in 4 windows" in plan and "fit: every pixel kept" in plan
         cropped = reconstruct_tab.describe_plan(state, long_videos(tmp_path), None, STEPS, "crop")
         assert "crop: width 518" in cropped
+    finally:
+        served.replaced.remove(state.forget_runs)
+
+
+def test_a_window_that_fails_leaves_one_message_and_no_folder(served, tmp_path):
+    state = windowed_state(served, tmp_path)
+    forward = state.gpu.reconstruct
+    calls = []
+
+    def fails_second(recipe, images, mode):
+        calls.append(1)
+        if len(calls) == 2:
+            yield GpuFailure("the device ran out of memory; try fewer frames per camera or fewer cameras")
+            return
+        yield from forward(recipe, images, mode)
+
+    state.gpu.reconstruct = fails_second
+    try:
+        with pytest.raises(ReconstructionError, match="ran out of memory"):
+            state.reconstruct(long_videos(tmp_path), ReconstructionSettings(frames_per_camera=STEPS,
+                                                                            max_total_frames=6))
+        assert list((tmp_path / "sessions" / RUNS_FOLDER).iterdir()) == []
+    finally:
+        served.replaced.remove(state.forget_runs)
+
+
+def test_the_plan_shows_what_each_sizing_feeds_the_model_for_a_phone_video(served, tmp_path):
+    state = windowed_state(served, tmp_path)
+    try:
+        portrait = write_video(tmp_path / "phone.mp4", frames=4, width=54, height=96)
+        plan = reconstruct_tab.describe_plan(state, [portrait], None, 2)
+        assert "Sizing: fit (chosen) 294x518, 782 tokens per frame, nothing cut; crop 518x518" in plan
+        assert "406 rows cut" in plan  # crop: 518x924 cut to 518 rows
     finally:
         served.replaced.remove(state.forget_runs)

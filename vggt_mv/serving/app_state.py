@@ -103,16 +103,26 @@ class AppState:
             progress(0.02, "checking the videos")
             plan = plan_run(videos, settings, served.config, model_weight_bytes(served.model), self.memory(), trained)
             progress(0.05, f"decoding {plan.clip.steps} frames from each of {len(videos)} videos")
-            store = PredictionStore(self.run_folder(key)) if plan.windowed else None
-            clip = decode_into_store(plan, store) if plan.windowed else decode(plan)
-            points = (resolve_query_points(settings.query_points, settings.track_grid, reference_valid_mask(clip))
-                      if settings.wants_tracks() else None)
+            if not plan.windowed:
+                clip = decode(plan)
         if plan.windowed:
-            result = self.reconstruct_windowed(plan, clip, settings, key, recipe, tag, store, points, example,
-                                               progress, stages)
+            store = PredictionStore(self.run_folder(key))
+            try:
+                with stages.stage("decode"):
+                    clip = decode_into_store(plan, store)
+                    points = (resolve_query_points(settings.query_points, settings.track_grid,
+                                                   reference_valid_mask(clip)) if settings.wants_tracks() else None)
+                result = self.reconstruct_windowed(plan, clip, settings, key, recipe, tag, store, points, example,
+                                                   progress, stages)
+            except BaseException:
+                store.delete()  # a run that failed leaves no folder behind
+                raise
             if rerun_reason is not None:
                 result.notes.append(f"Ran the model again to add tracks: {rerun_reason}.")
             return result
+        with stages.stage("decode"):
+            points = (resolve_query_points(settings.query_points, settings.track_grid, reference_valid_mask(clip))
+                      if settings.wants_tracks() else None)
         with stages.stage("inference"):
             progress(INFERENCE_PROGRESS[0],
                      f"running VGGT_MV on {clip.grid[0]} x {clip.grid[1]} frames ({served.device})")
@@ -165,11 +175,10 @@ class AppState:
             reason = (f"the track features of its {plan.windows.count} windows (about {context_bytes / 1024 ** 3:.1f} "
                       f"GiB) exceed the {self.runs.context_budget_bytes / 1024 ** 3:.1f} GiB kept for tracks; run "
                       "again with the query points (or a track grid) to get tracks")
-        self.runs.put(result, tag, kept, reason)
-        if points is None:
-            return result
-        return replace(with_tracks(result, track_arrays(result.predictions, points, windowed.tracks)),
-                       seconds=dict(stages.seconds))
+        answer = result if points is None else replace(
+            with_tracks(result, track_arrays(result.predictions, points, windowed.tracks)), seconds=dict(stages.seconds))
+        self.runs.put(result, tag, kept, reason)  # last: from here on the cache owns the store
+        return answer
 
     def forward_on_gpu(self, recipe: ModelRecipe, images: np.ndarray, mode: str, progress: Progress,
                        relay=None) -> ModelOutputs:

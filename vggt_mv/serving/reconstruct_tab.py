@@ -16,8 +16,8 @@ from vggt_mv.io.layout import DEFAULT_RESIZE, RESIZE_MODES
 from vggt_mv.io.thumbnails import first_frame
 from vggt_mv.io.video import VideoError, shown_name
 from vggt_mv.pipeline import (SCENE_PROGRESS, Reconstruction, ReconstructionError, ReconstructionSettings,
-                              StageTimes, counted, model_weight_bytes, plan_run, resolve_query_points, tracks_of,
-                              with_tracks)
+                              StageTimes, counted, model_weight_bytes, plan_run, resolve_query_points,
+                              sizing_choices, tracks_of, with_tracks)
 from vggt_mv.serving.app_state import AppState
 from vggt_mv.tracking import MAX_QUERY_POINTS
 from vggt_mv.viz.player import PLAYER_MODES, move_frames_into_layout
@@ -516,6 +516,7 @@ def status_text(served, result: Reconstruction, stages: StageTimes | None = None
     lines.append("- Downloads are built when you ask for one (the buttons under the scene), from what it shows.")
     if result.clip.plan is not None:
         lines += [f"- {line}" for line in result.clip.plan.camera_lines()]
+        lines.append(f"- {sizing_choices(result.clip.plan, served.config)}")
     lines += [f"- {note}" for note in result.notes]
     if "gt_extrinsic" in result.predictions:
         lines.append("- Ground-truth cameras (dashed grey) are aligned to camera 0 at the first time step.")
