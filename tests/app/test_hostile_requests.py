@@ -90,7 +90,7 @@ def example_request(**changes) -> list:
     """A good /reconstruct payload (the first example, T=1), with some fields replaced: every input, in order."""
     fields = dict(videos=None, example=list_examples()[0].name, frames_per_camera=1, window_start=0.0,
                   window_end=1.0, offsets="", mode="auto", color_by="rgb", conf_percentile=25.0, point_budget=20_000,
-                  player_mode="step", depth_edges=True, max_dynamic=1.0, query_points=None)
+                  player_mode="step", depth_edges=True, max_dynamic=1.0, query_points=None, resize="fit")
     fields.update(changes)
     return list(fields.values())
 
@@ -151,12 +151,14 @@ def test_a_session_id_that_looks_like_a_path_writes_only_inside_the_sessions_roo
 # refuses what passes Gradio (NaN, None, reversed windows, bad offsets).
 HOSTILE_FIELDS = {
     "frames 0": (dict(frames_per_camera=0), "less than minimum value 1"),
-    "frames 10**9": (dict(frames_per_camera=10 ** 9), "greater than maximum value 32"),
+    "frames 10**9": (dict(frames_per_camera=10 ** 9), "greater than maximum value 128"),
     "frames NaN": (dict(frames_per_camera=math.nan), "frames per camera must be a whole number"),
     "window reversed": (dict(window_start=0.9, window_end=0.1), "window start must be below window end"),
     "window out of range": (dict(window_end=5.0), "greater than maximum value 1"),
     "mode bogus": (dict(mode="bogus"), "'bogus' (type: <class 'str'>) is not in the list of choices"),
     "mode missing": (dict(mode=None), "attention mode must be one of"),
+    "sizing bogus": (dict(resize="../../stretch"), "is not in the list of choices"),
+    "sizing missing": (dict(resize=None), "frame sizing must be one of fit, crop"),
     "colour bogus": (dict(color_by="bogus"), "'bogus' (type: <class 'str'>) is not in the list of choices"),
     "point budget negative": (dict(point_budget=-1), "less than minimum value 10000"),
     "offset nan": (dict(offsets="nan, 0, 0"), "offsets must be seconds"),

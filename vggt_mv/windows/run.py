@@ -136,6 +136,23 @@ def shared_part(predictions: dict[str, np.ndarray], offsets: range) -> dict[str,
             "confidence": np.array(point_confidence(predictions)[steps])}
 
 
+def aligned_to_earlier(windows: TimeWindows, index: int, predictions: dict[str, np.ndarray],
+                       shared: dict[str, np.ndarray], valid_mask: np.ndarray,
+                       image_size: tuple[int, int]) -> tuple[dict[str, np.ndarray], Seam]:
+    """Window `index` moved onto the (aligned) window before it, from the steps they share, and how well it fits;
+    a window that cannot be aligned (too few usable points) stays in its own frame, and its seam says why."""
+    overlap = windows.overlap_steps(index)
+    later = shared_part(predictions, range(0, len(overlap)))
+    valid = np.broadcast_to(valid_mask[None], later["confidence"].shape)
+    try:
+        transform, residual, relative, inliers = align_window(shared, later, valid)
+    except AlignmentError as error:
+        return predictions, Seam(index, (overlap.start, overlap.stop), float("nan"), float("nan"), 0.0, 1.0,
+                                 aligned=False, reason=str(error))
+    return (apply_sim3(predictions, transform, image_size),
+            Seam(index, (overlap.start, overlap.stop), residual, relative, inliers, transform.scale))
+
+
 class TrackChain:
     """Points of frame (t=0, n=0) followed window by window: each window re-queries where the one before saw them on
     camera 0 at its first step, and a point no longer seen there stays invisible from then on."""
@@ -178,8 +195,8 @@ def run_windows(windows: TimeWindows, images: np.ndarray | StoredArray, valid_ma
     """Every window through `forward`, aligned window by window into the first one's frame and written to `store`.
 
     valid_mask [N, H, W] marks real pixels (padding never aligns). With `query_points` and `track`, points of frame
-    (t=0, n=0) are tracked window by window (TrackChain). `keep_contexts` keeps every
-    window's track context (to add tracks later); otherwise each is dropped after its window."""
+    (t=0, n=0) are tracked window by window (TrackChain). `keep_contexts` keeps every window's track context (to
+    add tracks later); otherwise each is dropped after its window."""
     progress = progress or (lambda fraction, message: None)
     image_size = tuple(images.shape[-2:])
     writers: dict[str, object] = {}
@@ -197,17 +214,8 @@ def run_windows(windows: TimeWindows, images: np.ndarray | StoredArray, valid_ma
         predictions, context = forward(window_images, window_progress)
         predictions = {name: array for name, array in predictions.items() if name != "images"}
         if index > 0:
-            overlap = windows.overlap_steps(index)
-            later = shared_part(predictions, range(0, len(overlap)))
-            valid = np.broadcast_to(valid_mask[None], later["confidence"].shape)
-            try:
-                transform, residual, relative, inliers = align_window(shared, later, valid)
-                predictions = apply_sim3(predictions, transform, image_size)
-                seams.append(Seam(index, (overlap.start, overlap.stop), residual, relative, inliers,
-                                  transform.scale))
-            except AlignmentError as error:
-                seams.append(Seam(index, (overlap.start, overlap.stop), float("nan"), float("nan"), 0.0, 1.0,
-                                  aligned=False, reason=str(error)))
+            predictions, seam = aligned_to_earlier(windows, index, predictions, shared, valid_mask, image_size)
+            seams.append(seam)
         new = windows.new_steps(index)
         fresh = slice(new.start - start, new.stop - start)
         for name, array in predictions.items():
