@@ -7,6 +7,7 @@ import json
 import zipfile
 
 import numpy as np
+import pycolmap
 import pytest
 
 from tests.support.videos import frame_number_seen, write_video
@@ -77,6 +78,19 @@ def test_every_download_builds_from_the_stored_predictions(windowed_run, tmp_pat
             assert npz["window_ranges"].shape == (windowed_run.windows.count, 2)
             assert len(npz["seam_relative_residual"]) == windowed_run.windows.count - 1
             assert npz["valid_mask"].shape == (STEPS, 2) + npz["images"].shape[-2:]
+    if name == "colmap":  # read with pycolmap, as COLMAP users open it: one model per time step
+        models = [pycolmap.Reconstruction(tmp_path / "colmap" / f"t{step:03d}" / "sparse" / "0")
+                  for step in range(STEPS)]
+        assert len(models) == STEPS
+    if name == "rerun":  # read with Rerun's own reader: each drawable camera's image at every step, all windows
+        from tests.exports.test_rerun_recording import read_back
+        from vggt_mv.exports.rerun_recording import cameras_left_out
+
+        recording = read_back(written.paths[0])
+        left_out = cameras_left_out(windowed_run.predictions)  # random weights break some cameras
+        for camera in range(2):
+            drawable = {step for step in range(STEPS) if (step, camera) not in left_out}
+            assert recording.steps(f"/world/camera{camera}/image", "Image:buffer") == drawable
     if name == "cameras":
         cameras = json.loads(written.paths[0].read_text())
         assert len(cameras["frames"] if "frames" in cameras else cameras) > 0
