@@ -7,10 +7,11 @@ import json
 import zipfile
 
 import numpy as np
-import pycolmap
 import pytest
 
+from tests.exports.test_colmap import assert_images_on_disk, assert_nothing_non_finite, read_models
 from tests.support.videos import frame_number_seen, write_video
+from vggt_mv.exports.colmap import step_cameras
 from vggt_mv.exports.formats import ExportOptions, build_format, unavailable
 from vggt_mv.io.prediction_store import StoredArray
 from vggt_mv.pipeline import ReconstructionError, ReconstructionSettings, reconstruct
@@ -78,10 +79,12 @@ def test_every_download_builds_from_the_stored_predictions(windowed_run, tmp_pat
             assert npz["window_ranges"].shape == (windowed_run.windows.count, 2)
             assert len(npz["seam_relative_residual"]) == windowed_run.windows.count - 1
             assert npz["valid_mask"].shape == (STEPS, 2) + npz["images"].shape[-2:]
-    if name == "colmap":  # read with pycolmap, as COLMAP users open it: one model per time step
-        models = [pycolmap.Reconstruction(tmp_path / "colmap" / f"t{step:03d}" / "sparse" / "0")
-                  for step in range(STEPS)]
-        assert len(models) == STEPS
+    if name == "colmap":  # read with pycolmap, as COLMAP users open it: one model per time step, with its frames
+        for step, model in enumerate(read_models(tmp_path / "colmap", STEPS)):
+            kept, _ = step_cameras(windowed_run.predictions, step)  # random weights break some cameras
+            assert sorted(image.name for image in model.images.values()) == sorted(c.file_name for c in kept)
+            assert_images_on_disk(tmp_path / "colmap" / f"t{step:03d}", model)
+            assert_nothing_non_finite(model)
     if name == "rerun":  # read with Rerun's own reader: each drawable camera's image at every step, all windows
         from tests.exports.test_rerun_recording import read_back
         from vggt_mv.exports.rerun_recording import cameras_left_out
